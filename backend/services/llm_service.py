@@ -1,0 +1,72 @@
+"""LLM replies: the prompt (persona + history within a token budget + emotion), streamed off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from backend.core.exceptions import ModelError, Overloaded
+from backend.engines.protocols import ChatMessage
+from backend.services.model_service import ModelService
+from backend.services.prompting import HistoryTurn, build_messages
+
+_DONE = object()
+
+
+class LLMService:
+    def __init__(self, models: ModelService) -> None:
+        self._models = models
+
+    def messages(
+        self, history: Sequence[HistoryTurn], user_text: str, emotion: dict[str, Any] | None
+    ) -> list[ChatMessage]:
+        llm = self._models.engines.llm
+        return build_messages(
+            history,
+            user_text,
+            emotion,
+            count_tokens=llm.count_tokens,
+            history_token_budget=self._models.settings.llm.history_token_budget,
+        )
+
+    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        """Yield text pieces. Closing the iterator (or cancelling its consumer) stops generation."""
+        runner = self._models.llm_runner
+        if runner.pending >= runner.max_pending:
+            raise Overloaded("the language model is busy; retry shortly")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+        max_tokens = self._models.settings.llm.max_response_tokens
+        engine = self._models.engines.llm
+
+        def produce() -> None:
+            try:
+                for piece in engine.stream(messages, max_tokens, cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+            except Exception as exc:  # handed to the consumer, which raises it as a ModelError
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        job = asyncio.ensure_future(runner.run(produce))
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, Exception):
+                    raise ModelError(f"the language model failed: {type(item).__name__}: {item}")
+                yield str(item)
+        finally:
+            cancel.set()
+            if not job.done():
+                # Generation stops at the next token; do not wait for it here (barge-in must be fast).
+                job.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+            else:
+                await job
+
+    async def complete(self, messages: list[ChatMessage]) -> str:
+        return "".join([piece async for piece in self.stream(messages)]).strip()

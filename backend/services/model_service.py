@@ -1,0 +1,168 @@
+"""ModelService: loads every engine once (with the start-up banner) and owns their bounded executors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from backend.config import Settings
+from backend.core.exceptions import ModelLoadError
+from backend.engines.protocols import (
+    EngineSet,
+    LanguageModel,
+    SpeechEmotion,
+    SpeechToText,
+    TextEmotion,
+    TextToSpeech,
+    VoiceActivity,
+)
+from backend.services.runner import BoundedRunner
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    label: str
+    config_key: str
+
+
+def _load(index: int, step: _Step, name: str, loader: Callable[[], T], timings: dict[str, float], key: str) -> T:
+    print(f"[{index}/5] Loading {step.label} ({name})...", end=" ", flush=True)
+    start = time.perf_counter()
+    try:
+        engine = loader()
+    except Exception as exc:
+        print("✗", flush=True)
+        raise ModelLoadError(name, step.config_key, exc) from exc
+    timings[key] = time.perf_counter() - start
+    print(f"✓ ({timings[key]:.1f}s)", flush=True)
+    return engine
+
+
+def quiet_third_party_logs() -> None:
+    """Keep the start-up banner readable: no per-tensor progress bars or info chatter from model libraries."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    for name in ("sentence_transformers", "faster_whisper", "httpx", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def load_engines(settings: Settings) -> EngineSet:
+    """Load the configured engines. Blocking (seconds): called from the lifespan in a worker thread."""
+    quiet_third_party_logs()
+    from backend.engines.hf_llm import TransformersLLM
+    from backend.engines.prosody import ProsodyEmotion
+    from backend.engines.pyttsx3_tts import Pyttsx3TTS
+    from backend.engines.silero_vad import SileroVAD
+    from backend.engines.text_emotion import MiniLMEmotion
+    from backend.engines.whisper_stt import WhisperSTT
+
+    t: dict[str, float] = {}
+    stt: SpeechToText = _load(
+        1,
+        _Step("STT model", "stt.model"),
+        settings.stt.display_name,
+        lambda: WhisperSTT(settings.stt),
+        t,
+        "stt",
+    )
+    text_emotion: TextEmotion = _load(
+        2,
+        _Step("emotion models", "emotion.head_path"),
+        "MiniLM-L6 + emotion head, prosody",
+        lambda: MiniLMEmotion(settings.emotion),
+        t,
+        "emotion",
+    )
+    speech_emotion: SpeechEmotion = ProsodyEmotion()
+    llm: LanguageModel = _load(
+        3,
+        _Step("LLM", "llm.model / llm.adapter_path"),
+        settings.llm.display_name,
+        lambda: TransformersLLM(settings.llm, settings.cache_dir),
+        t,
+        "llm",
+    )
+    tts: TextToSpeech = _load(
+        4,
+        _Step("TTS", "tts.voice"),
+        f"pyttsx3 + espeak-ng, voice {settings.tts.voice}",
+        lambda: Pyttsx3TTS(settings.tts),
+        t,
+        "tts",
+    )
+    vad: VoiceActivity = _load(5, _Step("VAD", "vad.engine"), "Silero", lambda: SileroVAD(settings.vad), t, "vad")
+    return EngineSet(stt, vad, text_emotion, speech_emotion, llm, tts, load_seconds=t)
+
+
+def warm_up(engines: EngineSet) -> None:
+    """One tiny call per engine so the first real request does not pay for lazy initialisation."""
+    import threading
+
+    from backend.engines.protocols import ChatMessage
+
+    silence = np.zeros(16000, dtype=np.float32)
+    engines.stt.transcribe(silence)
+    engines.vad.new_stream().speech_prob(np.zeros(engines.vad.frame_samples, dtype=np.float32))
+    engines.text_emotion.predict(["hello"])
+    engines.speech_emotion.analyze(silence, 16000, "")
+    for _piece in engines.llm.stream([ChatMessage("user", "Hi")], 2, threading.Event()):
+        pass
+    engines.tts.synthesize("OK.")
+
+
+class ModelService:
+    """Every engine, loaded once, plus one bounded executor per engine (TTS: one worker; it is not thread-safe)."""
+
+    def __init__(self, engines: EngineSet, settings: Settings) -> None:
+        self.engines = engines
+        self.settings = settings
+        self.stt_runner = BoundedRunner("stt", workers=1, max_pending=settings.stt.max_pending)
+        self.emotion_runner = BoundedRunner("emotion", workers=2, max_pending=64)
+        self.llm_runner = BoundedRunner("llm", workers=1, max_pending=settings.llm.max_pending)
+        self.tts_runner = BoundedRunner("tts", workers=1, max_pending=settings.tts.max_pending)
+        self.vad_runner = BoundedRunner("vad", workers=2, max_pending=1024)
+
+    def describe(self) -> dict[str, dict[str, object]]:
+        e = self.engines
+        engines: dict[str, object] = {
+            "stt": e.stt,
+            "emotion": e.text_emotion,
+            "speech_emotion": e.speech_emotion,
+            "llm": e.llm,
+            "tts": e.tts,
+            "vad": e.vad,
+        }
+        return {
+            key: {
+                "name": getattr(engine, "name", key),
+                "loaded": True,
+                "load_seconds": e.load_seconds.get(key),
+                "device": getattr(engine, "device", "cpu"),
+            }
+            for key, engine in engines.items()
+        }
+
+    def shutdown(self) -> None:
+        for runner in (
+            self.stt_runner,
+            self.emotion_runner,
+            self.llm_runner,
+            self.tts_runner,
+            self.vad_runner,
+        ):
+            runner.shutdown()
+        self.engines.close()

@@ -1,0 +1,62 @@
+"""The mentor persona and how a turn becomes LLM messages. Shared by the service and scripts/train_lora.py,
+so the adapter is trained on exactly the prompt format it is served with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from backend.engines.protocols import ChatMessage
+
+PERSONA = (
+    "You are ClarityMentor, a warm and concise mentor people talk to when they are stuck, stressed or deciding "
+    "something. Acknowledge how the person feels, give one small concrete next step, ask at most one question, "
+    "and answer in at most three short sentences. Speak like a caring person, never as an AI."
+)
+INTERRUPTED_NOTE = " [the user interrupted you here]"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTurn:
+    role: str
+    content: str
+    emotion: dict[str, Any] | None = None
+    interrupted: bool = False
+
+
+def emotion_tag(emotion: dict[str, Any] | None) -> str:
+    if not emotion or "primary_emotion" not in emotion:
+        return ""
+    return f"[user sounds: {emotion['primary_emotion']}, {float(emotion.get('confidence', 0.0)):.2f}] "
+
+
+def render_turn(turn: HistoryTurn) -> ChatMessage:
+    if turn.role == "user":
+        return ChatMessage("user", emotion_tag(turn.emotion) + turn.content)
+    return ChatMessage("assistant", turn.content + (INTERRUPTED_NOTE if turn.interrupted else ""))
+
+
+def build_messages(
+    history: Sequence[HistoryTurn],
+    user_text: str,
+    emotion: dict[str, Any] | None,
+    *,
+    count_tokens: Callable[[str], int],
+    history_token_budget: int,
+) -> list[ChatMessage]:
+    """Persona + as much recent history as fits the budget (newest first, whole turns) + the new user turn."""
+    kept: list[ChatMessage] = []
+    used = 0
+    for turn in reversed(history):
+        message = render_turn(turn)
+        cost = count_tokens(message.content) + 4
+        if used + cost > history_token_budget:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    while kept and kept[0].role != "user":  # a window must not open on an orphan assistant reply
+        kept.pop(0)
+    current = render_turn(HistoryTurn("user", user_text, emotion))
+    return [ChatMessage("system", PERSONA), *kept, current]

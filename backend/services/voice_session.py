@@ -1,0 +1,454 @@
+"""VoiceSession: one per WebSocket connection. Owns the connection's endpointer, queues and tasks.
+
+Tasks: a receiver (audio + control messages, VAD, barge-in), a turn worker (STT -> emotion -> safety -> LLM
+stream -> sentence TTS) and a sender (the only writer to the socket). Every outgoing item is tagged with its
+turn; once a turn is interrupted the sender drops whatever of it is still queued, so no stale audio ever
+follows an ``interrupted`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import soxr
+from fastapi import WebSocket
+from pydantic import ValidationError
+
+from backend.core.audio_utils import STT_RATE, FloatAudio, frames, pcm16_bytes_to_float
+from backend.core.exceptions import ClarityError
+from backend.models import messages as m
+from backend.services.container import Services
+from backend.services.endpointing import Endpointer, Utterance, adaptive_end_silence_ms
+from backend.services.mentor_service import PreparedTurn
+
+log = logging.getLogger(__name__)
+SENTENCE_END = re.compile(r"(.+?[.!?]+[\"')\]]?)\s+", re.DOTALL)
+PARTIAL_INTERVAL_MS = 700.0
+OUTBOX_SIZE = 512
+
+
+def split_sentences(buffer: str) -> tuple[list[str], str]:
+    """Complete sentences (followed by whitespace) and the unfinished rest."""
+    done: list[str] = []
+    pos = 0
+    for match in SENTENCE_END.finditer(buffer):
+        sentence = match.group(1).strip()
+        if len(sentence) >= 2:
+            done.append(sentence)
+        pos = match.end()
+    return done, buffer[pos:]
+
+
+@dataclass
+class SpokenSegment:
+    text: str
+    start_ms: float
+    duration_ms: float
+
+
+@dataclass
+class ActiveReply:
+    turn_id: str
+    task: asyncio.Task[None] | None = None
+    text: str = ""
+    tokens: int = 0
+    segments: list[SpokenSegment] = field(default_factory=list)
+    audio_ms_queued: float = 0.0
+    interrupted: str | None = None
+    llm_start: float = 0.0
+    llm_first_token: float | None = None
+    llm_done: float | None = None
+    tts_first_audio_ms: float | None = None
+    played_ms_ack: float | None = None
+
+    def heard_text(self, played_ms: float) -> str:
+        heard: list[str] = []
+        for seg in self.segments:
+            if seg.start_ms + seg.duration_ms <= played_ms:
+                heard.append(seg.text)
+                continue
+            fraction = (played_ms - seg.start_ms) / seg.duration_ms if seg.duration_ms else 0.0
+            words = seg.text.split()
+            count = int(len(words) * max(0.0, fraction))
+            if count:
+                heard.append(" ".join(words[:count]))
+            break
+        return " ".join(heard)
+
+
+@dataclass
+class PendingUtterance:
+    utterance: Utterance
+    speech_end_wall: float
+
+
+class VoiceSession:
+    def __init__(self, ws: WebSocket, services: Services, session_id: str) -> None:
+        self.ws = ws
+        self.services = services
+        self.settings = services.settings
+        self.session_id = session_id
+        self.input_rate = STT_RATE
+        self.output_rate = services.tts.native_rate
+        vad = services.models.engines.vad
+        self.endpointer = Endpointer(self.settings.vad, vad.new_stream(), vad.frame_samples)
+        self._resampler: Any = None
+        self.outbox: asyncio.Queue[tuple[str | None, str | bytes]] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self.cancelled_turns: set[str] = set()
+        self.utterances: asyncio.Queue[PendingUtterance] = asyncio.Queue(maxsize=8)
+        self.active: ActiveReply | None = None
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
+        self._first_frame_wall: dict[str, float] = {}
+        self._partial_task: asyncio.Task[None] | None = None
+        self._last_partial_ms = 0.0
+        self._partial_budget_ok = True
+        self._partial_text = ""
+
+    # ---- plumbing -------------------------------------------------------------------------------------------
+    async def emit(self, message: m.ServerMessage, turn_id: str | None = None) -> None:
+        await self.outbox.put((turn_id, message.model_dump_json()))
+
+    async def error(self, code: str, message: str, turn_id: str | None = None) -> None:
+        await self.emit(m.Error(code=code, message=message, turn_id=turn_id))
+
+    async def run(self) -> None:
+        await self.emit(self._ready())
+        sender = asyncio.create_task(self._sender(), name="ws-sender")
+        worker = asyncio.create_task(self._turn_worker(), name="ws-turns")
+        try:
+            await self._receiver()
+        finally:
+            self._interrupt_now("client")  # nothing more to say to a closed socket
+            for task in (worker, sender, self._partial_task):
+                if task is not None:
+                    task.cancel()
+            for task in (worker, sender, self._partial_task):
+                if task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    def _ready(self) -> m.Ready:
+        return m.Ready(
+            session_id=self.session_id, input_sample_rate=self.input_rate, output_sample_rate=self.output_rate
+        )
+
+    async def _sender(self) -> None:
+        while True:
+            turn_id, payload = await self.outbox.get()
+            if turn_id is not None and turn_id in self.cancelled_turns:
+                continue
+            if isinstance(payload, bytes):
+                if turn_id is not None and turn_id not in self._first_frame_wall:
+                    self._first_frame_wall[turn_id] = time.monotonic()
+                await self.ws.send_bytes(payload)
+            else:
+                await self.ws.send_text(payload)
+
+    # ---- receiving ------------------------------------------------------------------------------------------
+    async def _receiver(self) -> None:
+        while True:
+            timeout = self.settings.vad.no_audio_timeout_s if self.endpointer.triggered else None
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), timeout)
+            except TimeoutError:
+                await self._flush(timed_out=True)
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                await self._on_audio(message["bytes"])
+            elif message.get("text") is not None:
+                await self._on_text(message["text"])
+
+    async def _on_text(self, raw: str) -> None:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            await self.error("invalid_json", f"could not parse JSON: {exc.msg}")
+            return
+        if not isinstance(data, dict) or data.get("type") not in m.CLIENT_TYPES:
+            kind = data.get("type") if isinstance(data, dict) else None
+            await self.error("unknown_type", f"unknown message type {kind!r}; expected one of {m.CLIENT_TYPES}")
+            return
+        try:
+            msg = m.client_message_adapter.validate_python(data)
+        except ValidationError as exc:
+            await self.error("invalid_message", exc.errors(include_url=False)[0]["msg"])
+            return
+        if isinstance(msg, m.ConfigMessage):
+            await self._on_config(msg)
+        elif isinstance(msg, m.EndOfSpeechMessage):
+            await self._flush(timed_out=False)
+        elif isinstance(msg, m.InterruptMessage):
+            await self._interrupt("client")
+        elif isinstance(msg, m.PlaybackMessage):
+            if self.active is not None and msg.turn_id in (None, self.active.turn_id):
+                self.active.played_ms_ack = msg.played_ms
+        else:
+            await self.emit(m.Pong())
+
+    async def _on_config(self, msg: m.ConfigMessage) -> None:
+        if msg.sample_rate is not None and msg.sample_rate != self.input_rate:
+            self.input_rate = msg.sample_rate
+            self._resampler = (
+                None if msg.sample_rate == STT_RATE else soxr.ResampleStream(msg.sample_rate, STT_RATE, 1, "float32")
+            )
+        if msg.output_sample_rate is not None:
+            self.output_rate = msg.output_sample_rate
+        if msg.session_id is not None and msg.session_id != self.session_id:
+            if not await self.services.sessions.exists(msg.session_id):
+                await self.error("session_not_found", f"session {msg.session_id!r} not found; kept the current one")
+                return
+            self.session_id = msg.session_id
+        await self.emit(self._ready())
+
+    def _to_16k(self, data: bytes) -> FloatAudio:
+        audio = pcm16_bytes_to_float(data)
+        if self._resampler is not None:
+            audio = np.asarray(self._resampler.resample_chunk(audio), dtype=np.float32)
+        return audio
+
+    async def _on_audio(self, data: bytes) -> None:
+        if len(data) % 2:
+            await self.error("invalid_audio", f"binary frames must be PCM16 (even byte count); got {len(data)} bytes")
+            return
+        if not data:
+            return
+        arrived = time.monotonic()
+
+        def process() -> Any:
+            return self.endpointer.feed(self._to_16k(data))
+
+        result = await self.services.models.vad_runner.run(process)
+        self._arrivals.append((self.endpointer.position, arrived))
+        reply = self.active
+        if (
+            reply is not None
+            and reply.interrupted is None
+            and result.speech_run_ms >= self.settings.vad.barge_in_min_ms
+        ):
+            await self._interrupt("speech")
+        for utterance in result.utterances:
+            await self._queue_utterance(utterance)
+        if self.endpointer.triggered:
+            self._maybe_partial()
+
+    async def _flush(self, *, timed_out: bool) -> None:
+        had_audio = self.endpointer.heard_audio_since_emit
+        utterance = self.endpointer.flush()
+        if utterance is not None:
+            await self._queue_utterance(utterance, fallback_wall=None if timed_out else time.monotonic())
+        elif had_audio and not timed_out:
+            await self.error("no_speech", "no speech detected")
+
+    def _wall_for_sample(self, sample: int) -> float:
+        for position, wall in self._arrivals:
+            if position >= sample:
+                return wall
+        return time.monotonic()
+
+    async def _queue_utterance(self, utterance: Utterance, fallback_wall: float | None = None) -> None:
+        wall = self._wall_for_sample(utterance.speech_end_sample)
+        if fallback_wall is not None:
+            wall = min(wall, fallback_wall)
+        self._partial_text = ""
+        self._last_partial_ms = 0.0
+        self.endpointer.end_silence_ms = self.settings.vad.end_silence_ms
+        try:
+            self.utterances.put_nowait(PendingUtterance(utterance, wall))
+        except asyncio.QueueFull:
+            await self.error("busy", "too many utterances are waiting; this one was dropped, please repeat it")
+
+    # ---- partial transcripts (budgeted) ---------------------------------------------------------------------
+    def _maybe_partial(self) -> None:
+        ep = self.endpointer
+        if (
+            not self._partial_budget_ok
+            or (self._partial_task is not None and not self._partial_task.done())
+            or ep.speech_ms - self._last_partial_ms < PARTIAL_INTERVAL_MS
+            or self.services.models.stt_runner.pending > 0
+            or not self.utterances.empty()
+        ):
+            return
+        self._last_partial_ms = ep.speech_ms
+        self._partial_task = asyncio.create_task(self._partial(ep.utterance_audio))
+
+    async def _partial(self, audio: FloatAudio) -> None:
+        start = time.monotonic()
+        try:
+            result = await self.services.stt.transcribe(audio)
+        except ClarityError:
+            return
+        took_ms = 1000 * (time.monotonic() - start)
+        # A partial must finish inside the shortest end-of-turn silence, or it could delay the final transcript.
+        self._partial_budget_ok = took_ms < 0.8 * self.settings.vad.min_end_silence_ms
+        if result.text and self.endpointer.triggered:
+            self._partial_text = result.text
+            words_per_s = len(result.text.split()) / max(self.endpointer.speech_ms / 1000, 0.5)
+            self.endpointer.end_silence_ms = adaptive_end_silence_ms(self.settings.vad, result.text, words_per_s)
+            await self.emit(m.PartialTranscript(text=result.text))
+
+    # ---- turns ----------------------------------------------------------------------------------------------
+    async def _turn_worker(self) -> None:
+        while True:
+            pending = await self.utterances.get()
+            turn_id = uuid.uuid4().hex[:12]
+            try:
+                await self._run_turn(pending, turn_id)
+            except ClarityError as exc:
+                await self.error(exc.code, exc.detail, turn_id)
+            except Exception:
+                error_id = uuid.uuid4().hex[:8]
+                log.exception("turn failed (error_id=%s)", error_id)
+                await self.error(
+                    "internal_error", f"something went wrong with this turn (error_id {error_id})", turn_id
+                )
+
+    async def _run_turn(self, pending: PendingUtterance, turn_id: str) -> None:
+        audio = pending.utterance.audio
+        metrics = m.Metrics(turn_id=turn_id, user_audio_seconds=round(audio.size / STT_RATE, 3))
+        await self.emit(m.Status(message="Transcribing...", turn_id=turn_id))
+        t0 = time.monotonic()
+        transcription = await self.services.stt.transcribe(audio)
+        metrics.stt_ms = round(1000 * (time.monotonic() - t0), 1)
+        text = transcription.text.strip()
+        if not text:
+            await self.error("no_speech", "no speech detected", turn_id)
+            return
+        await self.emit(m.Transcript(text=text, turn_id=turn_id, language=transcription.language))
+        await self.emit(m.Status(message="Analyzing emotion...", turn_id=turn_id))
+        t0 = time.monotonic()
+        mentor = self.services.mentor
+        mentor.check_length(text)
+        prepared = await mentor.prepare(self.session_id, text, audio, turn_id=turn_id)
+        metrics.emotion_ms = round(1000 * (time.monotonic() - t0), 1)
+        await self.emit(m.EmotionEvent(data=prepared.emotion, turn_id=turn_id))
+        if prepared.crisis_category:
+            await self.emit(m.Safety(category=prepared.crisis_category, turn_id=turn_id))
+        await self.emit(m.Status(message="Generating response...", turn_id=turn_id))
+
+        reply = ActiveReply(turn_id=turn_id, llm_start=time.monotonic())
+        self.active = reply
+        reply.task = asyncio.create_task(self._reply(prepared, reply))
+        await asyncio.wait([reply.task])
+        self.active = None
+        if reply.task.cancelled() or reply.interrupted:
+            played = reply.played_ms_ack
+            if played is None:
+                first = self._first_frame_wall.get(turn_id)
+                played = 1000 * (time.monotonic() - first) if first is not None else 0.0
+            heard = reply.heard_text(min(played, reply.audio_ms_queued))
+            await self.emit(
+                m.Interrupted(
+                    turn_id=turn_id,
+                    heard_text=heard,
+                    reason="client" if reply.interrupted == "client" else "speech",
+                )
+            )
+            await mentor.save_reply(prepared, heard, interrupted=True, turn_id=turn_id)
+        else:
+            exc = reply.task.exception()
+            if exc is not None:
+                if reply.text:  # keep what was produced: nothing the mentor said is lost
+                    await mentor.save_reply(prepared, reply.text.strip(), interrupted=True, turn_id=turn_id)
+                raise exc
+            await mentor.save_reply(prepared, reply.text.strip(), turn_id=turn_id)
+        first_frame = self._first_frame_wall.pop(turn_id, None)
+        metrics.llm_first_token_ms = _ms(reply.llm_first_token, reply.llm_start)
+        metrics.llm_total_ms = _ms(reply.llm_done, reply.llm_start)
+        metrics.tts_first_audio_ms = reply.tts_first_audio_ms
+        metrics.voice_to_voice_ms = _ms(first_frame, pending.speech_end_wall)
+        metrics.tokens = reply.tokens
+        metrics.audio_seconds = round(reply.audio_ms_queued / 1000, 3)
+        await self.emit(metrics)
+        await self.emit(m.TurnEnd(turn_id=turn_id, interrupted=reply.interrupted is not None))
+        self.cancelled_turns.discard(turn_id)
+
+    async def _reply(self, prepared: PreparedTurn, reply: ActiveReply) -> None:
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        turn_id = reply.turn_id
+
+        async def write() -> None:
+            buffer = ""
+            try:
+                if prepared.crisis_reply is not None:
+                    pieces: Any = _aiter([prepared.crisis_reply + " "])
+                else:
+                    pieces = self.services.llm.stream(prepared.messages)
+                async for piece in pieces:
+                    if reply.llm_first_token is None:
+                        reply.llm_first_token = time.monotonic()
+                    reply.tokens += 1
+                    reply.text += piece
+                    buffer += piece
+                    await self.emit(m.ResponseDelta(text=piece, turn_id=turn_id), turn_id)
+                    done, buffer = split_sentences(buffer)
+                    for sentence in done:
+                        await sentences.put(sentence)
+                if buffer.strip():
+                    await sentences.put(buffer.strip())
+                reply.llm_done = time.monotonic()
+                if not reply.text.strip():
+                    reply.text = "I'm here with you. Tell me a little more about what's on your mind."
+                    await sentences.put(reply.text)
+                await self.emit(m.Response(text=reply.text.strip(), turn_id=turn_id), turn_id)
+            finally:
+                await sentences.put(None)
+
+        async def speak() -> None:
+            started = False
+            while (sentence := await sentences.get()) is not None:
+                t0 = time.monotonic()
+                pcm = await self.services.tts.synthesize(sentence, self.output_rate)
+                if reply.tts_first_audio_ms is None:
+                    reply.tts_first_audio_ms = round(1000 * (time.monotonic() - t0), 1)
+                if pcm.size == 0:
+                    continue
+                if not started:
+                    started = True
+                    await self.emit(m.AudioStart(sample_rate=self.output_rate, turn_id=turn_id), turn_id)
+                duration_ms = 1000 * pcm.size / self.output_rate
+                reply.segments.append(SpokenSegment(sentence, reply.audio_ms_queued, duration_ms))
+                for frame in frames(pcm, self.output_rate, self.settings.tts.frame_ms):
+                    await self.outbox.put((turn_id, frame))
+                reply.audio_ms_queued += duration_ms
+            if started:
+                await self.emit(m.AudioEnd(turn_id=turn_id, duration_ms=round(reply.audio_ms_queued, 1)), turn_id)
+
+        await self.emit(m.Status(message="Speaking...", turn_id=turn_id), turn_id)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(write())
+            group.create_task(speak())
+
+    def _interrupt_now(self, reason: str) -> ActiveReply | None:
+        reply = self.active
+        if reply is None or reply.interrupted is not None or reply.task is None or reply.task.done():
+            return None
+        reply.interrupted = reason
+        self.cancelled_turns.add(reply.turn_id)  # the sender drops everything of this turn still queued
+        reply.task.cancel()
+        return reply
+
+    async def _interrupt(self, reason: str) -> None:
+        self._interrupt_now(reason)
+
+
+def _ms(end: float | None, start: float | None) -> float | None:
+    if end is None or start is None:
+        return None
+    return round(1000 * (end - start), 1)
+
+
+async def _aiter(items: list[str]) -> Any:
+    for item in items:
+        yield item

