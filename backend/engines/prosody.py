@@ -37,7 +37,7 @@ def _frames(audio: FloatAudio, rate: int) -> npt.NDArray[np.float32]:
         return np.zeros((0, size), dtype=np.float32)
     count = 1 + (audio.size - size) // hop
     idx = np.arange(size)[None, :] + hop * np.arange(count)[:, None]
-    return audio[idx].astype(np.float32)
+    return np.asarray(audio[idx], dtype=np.float32)
 
 
 def _pitch(frame: npt.NDArray[np.float32], rate: int) -> tuple[float, float]:

@@ -29,7 +29,7 @@ class Pyttsx3TTS:
         import pyttsx3.drivers.espeak as espeak_driver
 
         # The espeak driver prints "Audio saved to ..." on every file; silence it without touching sys.stdout.
-        espeak_driver.print = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+        espeak_driver.print = lambda *args, **kwargs: None
         engine = pyttsx3.init("espeak")
         wanted = self._settings.voice.lower()
         voices = engine.getProperty("voices")

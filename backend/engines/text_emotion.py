@@ -21,7 +21,7 @@ from backend.engines.devices import resolve_device
 def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return np.asarray(exp / exp.sum(axis=-1, keepdims=True), dtype=np.float32)
 
 
 class EmotionHead:

@@ -170,6 +170,13 @@ _THIRD_PERSON: Final = frozenset(
 )  # fmt: skip
 
 
+# "I'm so embarrassed I want to die": hyperbole, for the want-to-die family of rules only.
+_HYPERBOLE_PREFIX: Final = re.compile(
+    r"\b(?:embarrass\w*|mortified|cringe\w*|awkward|humiliat\w*)(?: (?:i|im|that|and|so|it|was)){0,3} $"
+)
+_HYPERBOLE_GUARDED: Final = frozenset({"want_to_die"})
+
+
 def _third_person_subject(prefix: str) -> bool:
     """True when the nearest subject-like word before the match refers to someone else."""
     for word in reversed(prefix.split()[-5:]):
@@ -242,7 +249,8 @@ _TRIVIAL_CONDITION: Final = (
     r"(?! (?:if|when) (?:i|we|were|you|youre|im) (?:was |were |am |are |get |got |come home |came home"
     r" |get home |got home )?(?:late|fail"
     r"|failed|flunk|flunked|dent|dented|spill|spilled|forget|forgot|lose|lost|miss|missed|mess up|messed up"
-    r"|break|broke|crash|crashed|scratch|scratched|eat|ate|wear|wore|skip|skipped)\b"
+    r"|break|broke|crash|crashed|scratch|scratched|eat|ate|wear|wore|skip|skipped|borrow|borrowed|touch"
+    r"|touched|use|used|take|took|drink|drank|open|opened|ruin|ruined|spoil|spoiled)\b"
     r"| when (?:she|he|they) (?:sees?|saw|finds? out about|found out about|hears? about|heard about)"
     r" (?:my|the|this|that|what)\b)"
 )
@@ -306,7 +314,10 @@ _RULE_SPECS: Final[tuple[tuple[str, str, str, bool, bool, bool], ...]] = (
      rf"|slapped|attacked|stabbed) (?:me|us)\b(?! (?:at|in) (?!the (?:face|head|stomach|chest|neck"
      rf"|back|ribs|eye|mouth))\w+| up| back| out| down| off| to it| with (?:the|a|that|this|his|her)"
      rf" (?:truth|fact|news|question|joke|idea|bill|homework|work|guilt|look|compliment|reality)"
-     rf"| with (?:a|the|his|her|their|my) (?:pillow|ball|snowball|water balloon|nerf|towel|sock|paper))",
+     rf"| with (?:a|an|the|his|her|their|my|that|this|some) (?!(?:\w+ )?(?:belt|bat|baseball bat|hammer"
+     rf"|bottle|pan|fist"
+     rf"|fists|chair|stick|cord|cable|car|phone|shoe|boot|knife|gun|hand|hands|remote|lamp|plate|glass|rock"
+     rf"|brick|pipe|bar|club|wrench|hanger|{_WEAPON})\b)\w+)",
      True, False, False),
     (IMMEDIATE_DANGER, "locked_in",
      rf"\b{_PERSON} (?:has |s |is |just )?locked me (?:in|inside) (?:the|a|my|his|her|this|their)\b",
@@ -325,8 +336,12 @@ _RULE_SPECS: Final[tuple[tuple[str, str, str, bool, bool, bool], ...]] = (
      r"|busting|smash|smashing) (?:down )?(?:the|my|our|this) (?:\w+ )?(?:door|window)(?: down| in)?\b",
      True, False, False),
     (IMMEDIATE_DANGER, "restrained",
-     r"\b(?:pinned|pinning|pins|held|holding|holds) me (?:down|against)\b|\b(?:wont|doesnt|isnt going to"
-     r"|wouldnt) let me (?:leave|escape|get out)(?= ?\||$)|\b(?:locked|trapped) me (?:in|inside)\b",
+     r"\b(?:pinned|pinning|pins|held|holding|holds) me (?:down|against (?:the|a) (?:wall|door|floor|car"
+     r"|ground"
+     r"|bed))\b|\b(?:wont|doesnt|isnt going to|wouldnt) let me (?:leave|escape|get out)(?= ?\||$)"
+     r"|\b(?:locked|trapped) me (?:in|inside) (?:the|a|my|his|her|their|this) (?:room|bathroom|closet"
+     r"|basement"
+     r"|house|car|garage|bedroom|apartment|cellar|shed|trunk|attic)\b",
      True, False, False),
     (IMMEDIATE_DANGER, "intruder",
      rf"\b(?:theres|there are|theyre|i hear|i can hear) (?:someone|somebody|a (?:man|guy|stranger"
@@ -359,7 +374,8 @@ _RULE_SPECS: Final[tuple[tuple[str, str, str, bool, bool, bool], ...]] = (
      rf"(?! (?:this morning|today|tonight|on time|like|as prescribed|for the (?:day|week)|with (?:breakfast"
      rf"|dinner|lunch|food|water)|every))", True, False, False),
     (IMMEDIATE_DANGER, "pills_taken",
-     rf"\b(?:took|taken|swallowed|downed|popped|ate)(?: \w+){{0,6}} and (?:all|a bunch of|a handful of|too many"
+     rf"\b(?:took|taken|swallowed|downed|popped|ate)(?: \w+){{0,6}} and (?:all|a bunch of|a handful of"
+     rf"|too many"
      rf"|the rest of|a whole bottle of)(?: of)? (?:my |the )?(?:\w+ )?{_DRUGS}\b", True, False, False),
     (IMMEDIATE_DANGER, "poison",
      r"\b(?:drank|drunk|drink|drinking|swallowed|swallow|swallowing|ate|took) (?:some |a (?:bottle|cup"
@@ -418,13 +434,25 @@ _RULE_SPECS: Final[tuple[tuple[str, str, str, bool, bool, bool], ...]] = (
      r"\b(?:not|no longer) (?:afraid|scared) (?:of )?(?:dying|death|to die) (?:anymore|any more)\b"
      r"|\bhate (?:being alive|existing|that im (?:still )?alive|living)\b(?! (?:in|with|at|near|here|there"
      r"|paycheck|alone|so far|like|on|next|under|by)\b)|\bwant to be gone\b(?! (?:for|by|before|from|when|on"
-     r"|at|till|until|in|after)\b)|\bwish i (?:was|were) gone\b|\brather not (?:exist|be alive|live|wake up)\b"
+     r"|at|till|until|in|after)\b)|\bwish i (?:was|were) gone\b"
+     r"|\brather not (?:exist|be alive|live|wake up)\b"
      r"(?! (?:in|with|at|near|here|there|like that)\b)", True, False, False),
     (SUICIDAL_IDEATION, "want_to_die",
      r"\b(?:think|thinking|thought|dream|dreaming|fantasi[sz]e|fantasi[sz]ing) about (?:dying|being dead"
      r"|not being (?:here|alive|around)|not existing|not waking up|not living)\b"
      r"(?! (?:my|her|his|their|it|them|for|at|on|in|next|this|tomorrow|today|during|anymore)\b"
      r"| \w+ hair)", True, False, False),
+    (SUICIDAL_IDEATION, "want_to_die",
+     r"\b(?:wouldnt|dont|wont) (?:mind|care) if i (?:died|was dead|were dead|didnt wake up|never woke up"
+     r"|got hit by|disappeared forever)\b|\bhope (?:that )?i (?:get|got) (?:hit by|run over|killed)\b"
+     r"|\bif i (?:died|was gone|were gone|disappeared|killed myself|was dead)(?: \w+){0,2} (?:nobody|no one"
+     r"|noone) (?:would|will) (?:care|notice|miss me)\b|\b(?:no way out|only way out|only option|only escape"
+     r"|only solution)(?: \w+){0,3} (?:dying|death|to die|suicide|killing myself|ending it|ending my life)\b",
+     False, False, False),
+    (SUICIDAL_IDEATION, "kill_myself",
+     rf"\b{_INTENT}(?: \w+){{0,2}}? off(?:ing)? myself\b|\b(?:want to|wish i could|should|need to) end me\b"
+     rf"|\bthoughts (?:of|about) (?:suicide|killing myself|ending (?:my life|it all)|dying)\b",
+     True, False, False),
     (SUICIDAL_IDEATION, "never_wake_up",
      r"\b(?:want to|wish i could|going to|wish to|hope to) (?:go to )?sleep (?:forever|and never wake up"
      r"|and not wake up)\b", True, False, False),
@@ -474,9 +502,11 @@ _RULE_SPECS: Final[tuple[tuple[str, str, str, bool, bool, bool], ...]] = (
      r" |would it take |would i need |do i need |to take )?to (?:die|kill (?:myself|me|a person|someone)"
      r"|overdose|od)\b", True, False, False),
     (SUICIDAL_IDEATION, "goodbye_letters",
-     r"\b(?:goodbye|bye) (?:forever|for good|for the last time|cruel world)\b|\bthis is (?:my )?(?:last|final)"
+     r"\b(?:goodbye|bye) (?:forever|for good|for the last time|cruel world)\b"
+     r"|\bthis is (?:my )?(?:last|final)"
      r" (?:message|goodbye|text|time (?:talking|speaking) to you)\b(?! (?:before|for|until|of the)\b)"
-     r"|\bthis is goodbye\b|\bsay(?:ing)? (?:my )?(?:final |last )?goodbyes? to (?:everyone|everybody"
+     r"|\bthis is goodbye\b(?! (?:for now|until|see you|for today|for the (?:day|week|summer))\b)"
+     r"|\bsay(?:ing)? (?:my )?(?:final |last )?goodbyes? to (?:everyone|everybody"
      r"|all of you|you all|the world|this world|my family)(?: tonight| forever| for good| now"
      r"| for the last time)?(?= ?\||$)", True, False, False),
     (SUICIDAL_IDEATION, "giving_things_away",
@@ -521,7 +551,8 @@ _RULE_SPECS: Final[tuple[tuple[str, str, str, bool, bool, bool], ...]] = (
      False, False, False),
     (SUICIDAL_IDEATION, "no_reason_to_live",
      r"\bno (?:reasons?|will|desire|purpose) (?:left )?to (?:live|keep living|go on|stay alive|be alive"
-     r"|keep going|exist|wake up)\b(?! (?:in|near|at|with|there|here|downtown|close|abroad|on|so|that"
+     r"|keep going|exist|wake up)\b(?! (?:in|near|at|with|there|here|downtown|close|abroad|on|so|that|early"
+     r"|late|before|for|in time"
      r"|this|like|paycheck)\b)|\bnothing (?:left )?to live for\b", False, False, False),
     (SUICIDAL_IDEATION, "dont_want_to_live",
      r"\b(?:dont|didnt|no longer|never|not sure|unsure|doubt|dont know|dont think)(?: (?:if|whether|that|i"
@@ -553,7 +584,9 @@ _RULE_SPECS: Final[tuple[tuple[str, str, str, bool, bool, bool], ...]] = (
      r"|it any more)\b|\bnot worth living\b", False, False, False),
     (SUICIDAL_IDEATION, "cant_go_on",
      r"\b(?:cant|dont want to|dont know how to|unable to) (?:go on|keep going|carry on|keep living|live)"
-     r" (?:anymore|any more|like this)\b", False, False, False),
+     r" (?:anymore|any more)\b"
+     r"|\b(?:cant|dont want to|unable to) (?:keep living|go on living|live) like this\b",
+     False, False, False),
     (SUICIDAL_IDEATION, "cant_go_on",
      rf"\b(?:cant|dont want to|dont know how to|unable to) (?:go on|keep going|carry on|keep living)"
      rf"(?: living)?{_END_OF_CLAUSE}", False, False, False),
@@ -626,10 +659,12 @@ _RULE_SPECS: Final[tuple[tuple[str, str, str, bool, bool, bool], ...]] = (
     (SELF_HARM, "hurting_myself",
      r"\b(?:cut|cutting|burn|burned|burnt|burning|hit|hitting|hurt|hurting|scratch|scratched|scratching"
      r"|bruise|bruised|punch|punched|starve|starved|starving) (?:my \w+|myself)(?: \w+){0,4} on purpose\b"
-     r"|\bburn(?:ed|t|ing|s)? (?:my (?:arms?|legs?|skin|wrists?|hands?|thighs?|stomach)|myself) with (?:a |my )?"
+     r"|\bburn(?:ed|t|ing|s)? (?:my (?:arms?|legs?|skin|wrists?|hands?|thighs?|stomach)|myself)"
+     r" with (?:a |my )?"
      r"(?:cigarettes?|lighter|match|matches|candle|hot (?:knife|metal|spoon|iron))\b"
      r"|\bmade (?:myself|my \w+) bleed\b|\b(?:feel pain|the pain|numb|feel something|punish myself)"
-     r"(?: \w+){0,4} (?:so|and|then) i (?:cut|burn|hurt myself)\b|\bi cut (?:myself )?(?:to feel|so i (?:can )?"
+     r"(?: \w+){0,4} (?:so|and|then) i (?:cut|burn|hurt myself)\b"
+     r"|\bi cut (?:myself )?(?:to feel|so i (?:can )?"
      r"feel|when im (?:sad|upset|angry|overwhelmed|numb|stressed|anxious))\b", True, False, False),
     (SELF_HARM, "hurting_myself",
      r"\bcarv(?:e|ing|ed) (?:words |things |letters )?(?:into |on )?(?:my )?(?:skin|arms?|legs?|wrists?"
@@ -693,14 +728,15 @@ class CrisisDetector:
                     continue
                 if rule.third_person_veto and _third_person_subject(prefix):
                     continue
+                if rule.name in _HYPERBOLE_GUARDED and _HYPERBOLE_PREFIX.search(prefix):
+                    continue
                 if rule.accident_guard:
                     if accidental is None:
                         accidental = _ACCIDENT.search(norm) is not None
                     if accidental:
                         continue
-                return SafetyVerdict(
-                    is_crisis=True, category=rule.category, matched=f"{rule.name}: {match.group(0)}"
-                )
+                fired = f"{rule.name}: {match.group(0)}"
+                return SafetyVerdict(is_crisis=True, category=rule.category, matched=fired)
         return _NO_CRISIS
 
 

@@ -357,7 +357,7 @@ class VoiceSession:
             )
             await mentor.save_reply(prepared, heard, interrupted=True, turn_id=turn_id)
         else:
-            exc = reply.task.exception()
+            exc = _first_error(reply.task.exception())
             if exc is not None:
                 if reply.text:  # keep what was produced: nothing the mentor said is lost
                     await mentor.save_reply(prepared, reply.text.strip(), interrupted=True, turn_id=turn_id)
@@ -441,6 +441,13 @@ class VoiceSession:
 
     async def _interrupt(self, reason: str) -> None:
         self._interrupt_now(reason)
+
+
+def _first_error(exc: BaseException | None) -> BaseException | None:
+    """The TaskGroup wraps failures in an ExceptionGroup; the client needs the underlying error's code."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _ms(end: float | None, start: float | None) -> float | None:

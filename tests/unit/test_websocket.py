@@ -1,0 +1,220 @@
+"""The seed protocol on /ws/voice, on fake engines: order of events, audio format, errors, sessions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from backend.engines.protocols import EngineSet
+from tests.fakes import FakeLLM, FakeSTT, fake_engines, pcm_bytes, silence, tone
+from tests.ws_helpers import one_turn, receive_until, speak
+
+
+def test_turn_follows_the_seed_order(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice") as ws:
+        ready = ws.receive_json()
+        assert ready["type"] == "ready" and ready["session_id"]
+        got = one_turn(ws)
+    seed_order = [t for t in got.order if t in ("transcript", "emotion", "response", "audio_end", "turn_end")]
+    assert seed_order == ["transcript", "emotion", "response", "audio_end", "turn_end"]
+    assert got.order.index("status") < got.order.index("transcript")
+    assert got.order.index("audio_start") < got.order.index("<audio>")
+    assert got.order[-2:] == ["metrics", "turn_end"]
+    assert "stressed" in got.one("transcript")["text"]
+    assert got.one("emotion")["data"]["primary_emotion"] == "fear"
+    assert got.one("response")["text"].startswith("That sounds really stressful.")
+    start = got.one("audio_start")
+    assert start == {**start, "sample_rate": 22050, "format": "pcm_s16le", "channels": 1}
+
+
+def test_audio_frames_are_pcm16_and_at_most_100ms(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        got = one_turn(ws)
+    assert got.audio, "no reply audio"
+    assert all(len(frame) % 2 == 0 and len(frame) <= 2 * 2205 for frame in got.audio)
+    total_s = sum(len(f) for f in got.audio) / 2 / 22050
+    assert total_s == pytest.approx(got.one("audio_end")["duration_ms"] / 1000, rel=0.01)
+    samples = np.frombuffer(b"".join(got.audio), dtype="<i2")
+    assert np.abs(samples).max() > 1000  # real signal, not silence
+
+
+def test_client_can_ask_for_an_output_rate(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "config", "output_sample_rate": 48000})
+        assert ws.receive_json()["output_sample_rate"] == 48000
+        got = one_turn(ws)
+    assert got.one("audio_start")["sample_rate"] == 48000
+    total_s = sum(len(f) for f in got.audio) / 2 / 48000
+    assert total_s == pytest.approx(got.one("audio_end")["duration_ms"] / 1000, rel=0.02)
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 48000])
+def test_declared_input_rate_is_resampled(client_factory: Callable[..., TestClient], rate: int) -> None:
+    engines = fake_engines()
+    client = client_factory(engines)
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "config", "sample_rate": rate})
+        assert ws.receive_json()["input_sample_rate"] == rate
+        for _ in range(10):
+            ws.send_bytes(pcm_bytes(tone(0.1, rate)))
+        for _ in range(10):
+            ws.send_bytes(pcm_bytes(silence(0.1, rate)))
+        got = receive_until(ws, "turn_end")
+    assert got.one("metrics")["user_audio_seconds"] == pytest.approx(1.2, abs=0.35)
+
+
+def test_end_of_speech_ends_the_turn_without_trailing_silence(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        for _ in range(8):
+            ws.send_bytes(pcm_bytes(tone(0.1)))
+        ws.send_json({"type": "end_of_speech"})
+        got = receive_until(ws, "turn_end")
+    assert got.one("transcript")["text"]
+
+
+def test_silence_gives_no_turn_and_says_no_speech(client: TestClient, engines: EngineSet) -> None:
+    calls_before = engines.stt.calls  # type: ignore[attr-defined]
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        for _ in range(20):
+            ws.send_bytes(pcm_bytes(silence(0.1)))
+        ws.send_json({"type": "end_of_speech"})
+        got = receive_until(ws, "error")
+        ws.send_json({"type": "ping"})
+        receive_until(ws, "pong", got)
+    assert got.one("error")["code"] == "no_speech"
+    assert "transcript" not in got.order
+    assert engines.stt.calls == calls_before  # type: ignore[attr-defined]  # nothing reached Whisper
+
+
+def test_noise_that_whisper_hears_nothing_in_is_not_a_turn(client_factory: Callable[..., TestClient]) -> None:
+    stt = FakeSTT("")
+    client = client_factory(fake_engines(stt=stt))
+    with client.websocket_connect("/ws/voice") as ws:
+        session_id = ws.receive_json()["session_id"]
+        speak(ws)
+        got = receive_until(ws, "error")
+    assert got.one("error")["code"] == "no_speech"
+    assert client.get(f"/api/sessions/{session_id}/history").json()["turns"] == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "invalid_json"),
+        (json.dumps({"type": "dance"}), "unknown_type"),
+        (json.dumps(["config"]), "unknown_type"),
+        (json.dumps({"type": "config", "sample_rate": 3}), "invalid_message"),
+        (json.dumps({"type": "config", "output_sample_rate": 11025}), "invalid_message"),
+        (b"\x01\x02\x03", "invalid_audio"),
+    ],
+)
+def test_bad_frames_get_an_error_and_the_socket_stays_usable(client: TestClient, frame: str | bytes, code: str) -> None:
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        if isinstance(frame, bytes):
+            ws.send_bytes(frame)
+        else:
+            ws.send_text(frame)
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["code"] == code and error["message"]
+        got = one_turn(ws)  # still fully usable
+    assert got.one("response")["text"]
+
+
+def test_many_turns_on_one_connection_are_all_stored(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice") as ws:
+        session_id = ws.receive_json()["session_id"]
+        turn_ids = {one_turn(ws).one("turn_end")["turn_id"] for _ in range(3)}
+    assert len(turn_ids) == 3
+    history = client.get(f"/api/sessions/{session_id}/history").json()
+    assert [t["role"] for t in history["turns"]] == ["user", "assistant"] * 3
+    assert all(t["emotion"]["primary_emotion"] == "fear" for t in history["turns"][::2])
+    assert len(history["emotion_timeline"]) == 3
+
+
+def test_joining_an_existing_session_continues_its_history(client: TestClient, engines: EngineSet) -> None:
+    session_id = client.post("/api/sessions").json()["session_id"]
+    client.post("/api/text-chat", json={"text": "I start a new job on Monday.", "session_id": session_id})
+    with client.websocket_connect(f"/ws/voice?session_id={session_id}") as ws:
+        assert ws.receive_json()["session_id"] == session_id
+        one_turn(ws)
+    history = client.get(f"/api/sessions/{session_id}/history").json()
+    assert len(history["turns"]) == 4
+    last_prompt = engines.llm.prompts[-1]  # type: ignore[attr-defined]
+    assert any("new job on Monday" in m.content for m in last_prompt)
+
+
+def test_joining_by_config_message(client: TestClient) -> None:
+    session_id = client.post("/api/sessions").json()["session_id"]
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "config", "session_id": "no-such-session"})
+        assert ws.receive_json()["code"] == "session_not_found"
+        ws.send_json({"type": "config", "session_id": session_id})
+        assert ws.receive_json() == {**ws_ready_shape(), "session_id": session_id}
+        one_turn(ws)
+    assert len(client.get(f"/api/sessions/{session_id}/history").json()["turns"]) == 2
+
+
+def ws_ready_shape() -> dict[str, object]:
+    return {"type": "ready", "input_sample_rate": 16000, "output_sample_rate": 22050, "audio_format": "pcm_s16le",
+            "protocol_version": 2}
+
+
+def test_unknown_session_in_url_is_refused_with_4404(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice?session_id=nope") as ws:
+        assert ws.receive_json()["code"] == "session_not_found"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 4404
+
+
+def test_api_key_is_required_when_configured(client_factory: Callable[..., TestClient], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_settings
+
+    client = client_factory(settings=make_settings(tmp_path, security={"api_key": "k3y"}))
+    with client.websocket_connect("/ws/voice") as ws:
+        assert ws.receive_json()["code"] == "unauthorized"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 4401
+    with client.websocket_connect("/ws/voice?api_key=k3y") as ws:
+        assert ws.receive_json()["type"] == "ready"
+
+
+def test_a_failing_model_gives_an_error_event_and_keeps_the_user_turn(
+    client_factory: Callable[..., TestClient],
+) -> None:
+    llm = FakeLLM()
+    client = client_factory(fake_engines(llm=llm))
+    llm.fail_with = RuntimeError("out of memory")
+    with client.websocket_connect("/ws/voice") as ws:
+        session_id = ws.receive_json()["session_id"]
+        speak(ws)
+        got = receive_until(ws, "error")
+        assert got.one("error")["code"] == "model_error"
+        llm.fail_with = None
+        second = one_turn(ws)  # the connection survives
+    assert second.one("response")["text"]
+    turns = client.get(f"/api/sessions/{session_id}/history").json()["turns"]
+    assert [t["role"] for t in turns] == ["user", "user", "assistant"]
+
+
+def test_one_clients_error_does_not_disturb_another(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice") as bad, client.websocket_connect("/ws/voice") as good:
+        bad.receive_json()
+        good.receive_json()
+        bad.send_text("{{{")
+        assert bad.receive_json()["code"] == "invalid_json"
+        got = one_turn(good)
+    assert got.one("response")["text"]

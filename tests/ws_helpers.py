@@ -1,0 +1,55 @@
+"""Helpers to drive /ws/voice from tests and collect what the server sends."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.testclient import WebSocketTestSession
+
+from tests.fakes import pcm_bytes, silence, tone
+
+
+@dataclass
+class Received:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)  # event types, and "<audio>" for binary frames
+    audio: list[bytes] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        found = self.of(kind)
+        assert len(found) == 1, f"expected one {kind!r}, got {len(found)}: {self.order}"
+        return found[0]
+
+
+def receive_until(ws: WebSocketTestSession, stop: str, into: Received | None = None) -> Received:
+    got = into or Received()
+    while True:
+        message = ws.receive()
+        if message.get("bytes") is not None:
+            got.audio.append(message["bytes"])
+            got.order.append("<audio>")
+            continue
+        if message.get("text") is None:
+            raise AssertionError(f"socket closed while waiting for {stop!r}: {message}")
+        event = json.loads(message["text"])
+        got.events.append(event)
+        got.order.append(event["type"])
+        if event["type"] == stop:
+            return got
+
+
+def speak(ws: WebSocketTestSession, seconds: float = 1.0, trailing_silence: float = 1.0, chunk_s: float = 0.1) -> None:
+    """Send 'speech' (tone) then silence, in chunks, faster than real time."""
+    audio = [*([tone(chunk_s)] * int(seconds / chunk_s)), *([silence(chunk_s)] * int(trailing_silence / chunk_s))]
+    for chunk in audio:
+        ws.send_bytes(pcm_bytes(chunk))
+
+
+def one_turn(ws: WebSocketTestSession) -> Received:
+    speak(ws)
+    return receive_until(ws, "turn_end")
