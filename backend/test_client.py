@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -34,7 +33,8 @@ def load_audio(path: str | None, prompt: str, voice: str) -> tuple[np.ndarray, i
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         sys.exit("no WAV given and espeak-ng is not installed")
-    wav = subprocess.run([espeak, "-v", voice, "-s", "150", "--stdout", prompt], capture_output=True, check=True).stdout
+    cmd = [espeak, "-v", voice, "-s", "150", "--stdout", prompt]
+    wav = subprocess.run(cmd, capture_output=True, check=True).stdout  # noqa: S603 - fixed argv, no shell
     audio, rate = sf.read(io.BytesIO(wav), dtype="int16")
     return np.asarray(audio, dtype=np.int16), int(rate)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from backend.config import REPO_ROOT, Settings, resolve_model_ref  # noqa: E402
+from backend.config import REPO_ROOT, Settings, resolve_model_ref
 
 
 def step(label: str) -> float:
@@ -74,7 +74,9 @@ def main() -> int:
     head = Path(resolve_model_ref(settings.emotion.head_path))
     if not (head / "head.safetensors").exists():
         print("(training the head, ~1 min)", end=" ", flush=True)
-        subprocess.run([sys.executable, "-m", "scripts.train_emotion_head", "--out", str(head)], check=True, cwd=REPO_ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "scripts.train_emotion_head", "--out", str(head)], check=True, cwd=REPO_ROOT
+        )
     done(t)
 
     t = step(f"TTS: espeak-ng voice {settings.tts.voice}")

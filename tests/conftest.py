@@ -17,7 +17,10 @@ POSTGRES_URL = os.environ.get("CLARITY_TEST_POSTGRES_URL", "postgresql+asyncpg:/
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {"db": {"url": f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"}, "cache_dir": tmp_path / "cache"}
+    base: dict[str, Any] = {
+        "db": {"url": f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"},
+        "cache_dir": tmp_path / "cache",
+    }
     base.update(overrides)
     return Settings(**base)
 

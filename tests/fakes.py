@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -65,8 +66,14 @@ class FakeVAD:
 class FakeTextEmotion:
     name = "fake-text-emotion"
     labels = EMOTIONS
-    KEYWORDS = {"stressed": "fear", "angry": "anger", "happy": "joy", "sad": "sadness", "gross": "disgust",
-                "wow": "surprise"}
+    KEYWORDS: ClassVar[dict[str, str]] = {
+        "stressed": "fear",
+        "angry": "anger",
+        "happy": "joy",
+        "sad": "sadness",
+        "gross": "disgust",
+        "wow": "surprise",
+    }
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
         out = []
@@ -91,8 +98,11 @@ class FakeLLM:
 
     name = "fake-llm"
 
-    def __init__(self, reply: str = "That sounds really stressful. Try one practice question tonight. "
-                 "What topic worries you most?", token_delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        reply: str = "That sounds really stressful. Try one practice question tonight. What topic worries you most?",
+        token_delay_s: float = 0.0,
+    ) -> None:
         self.reply = reply
         self.token_delay_s = token_delay_s
         self.prompts: list[list[ChatMessage]] = []
@@ -132,8 +142,12 @@ class FakeTTS:
 
 def fake_engines(**overrides: object) -> EngineSet:
     engines = EngineSet(
-        stt=FakeSTT(), vad=FakeVAD(), text_emotion=FakeTextEmotion(), speech_emotion=FakeSpeechEmotion(),
-        llm=FakeLLM(), tts=FakeTTS(),
+        stt=FakeSTT(),
+        vad=FakeVAD(),
+        text_emotion=FakeTextEmotion(),
+        speech_emotion=FakeSpeechEmotion(),
+        llm=FakeLLM(),
+        tts=FakeTTS(),
     )
     for key, value in overrides.items():
         setattr(engines, key, value)

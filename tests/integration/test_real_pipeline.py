@@ -10,7 +10,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from tests.integration.conftest import espeak
-from tests.ws_helpers import Received, receive_until
+from tests.ws_helpers import receive_until
 
 pytestmark = pytest.mark.integration
 PROMPT = "I feel really stressed about my exam tomorrow."

@@ -124,7 +124,14 @@ def test_deltas_and_sentence_audio_arrive_before_the_answer_is_finished(
     assert "".join(d["text"] for d in got.of("response_delta")) == LONG_REPLY
     metrics = got.one("metrics")
     assert metrics["tokens"] == len(LONG_REPLY.split(" "))
-    for key in ("stt_ms", "emotion_ms", "llm_first_token_ms", "llm_total_ms", "tts_first_audio_ms", "voice_to_voice_ms"):
+    for key in (
+        "stt_ms",
+        "emotion_ms",
+        "llm_first_token_ms",
+        "llm_total_ms",
+        "tts_first_audio_ms",
+        "voice_to_voice_ms",
+    ):
         assert metrics[key] is not None and metrics[key] >= 0, key
     assert metrics["llm_first_token_ms"] < metrics["llm_total_ms"]
     assert metrics["audio_seconds"] > 1.0

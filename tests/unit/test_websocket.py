@@ -167,8 +167,13 @@ def test_joining_by_config_message(client: TestClient) -> None:
 
 
 def ws_ready_shape() -> dict[str, object]:
-    return {"type": "ready", "input_sample_rate": 16000, "output_sample_rate": 22050, "audio_format": "pcm_s16le",
-            "protocol_version": 2}
+    return {
+        "type": "ready",
+        "input_sample_rate": 16000,
+        "output_sample_rate": 22050,
+        "audio_format": "pcm_s16le",
+        "protocol_version": 2,
+    }
 
 
 def test_unknown_session_in_url_is_refused_with_4404(client: TestClient) -> None:
