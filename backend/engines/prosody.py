@@ -60,8 +60,9 @@ def extract_features(audio: FloatAudio, rate: int, transcript: str) -> dict[str,
         return {"voiced_s": 0.0}
     rms = np.sqrt(np.mean(frames**2, axis=1) + 1e-12)
     db = 20 * np.log10(rms)
-    floor = float(np.percentile(db, 10))
-    active = db > max(floor + 10.0, -55.0)
+    floor, peak = float(np.percentile(db, 10)), float(np.percentile(db, 95))
+    # Active = well above the noise floor; for speech without pauses (floor ~ peak) fall back to peak - 20 dB.
+    active = db > max(min(floor + 10.0, peak - 20.0), -55.0)
     f0 = np.zeros(frames.shape[0])
     for i in np.flatnonzero(active):
         hz, periodicity = _pitch(frames[i], rate)
