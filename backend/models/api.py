@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
+
+# Stripped before checking: whitespace-only text is rejected (422), never stored as an empty turn.
+UserText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class ErrorBody(BaseModel):
@@ -62,7 +65,7 @@ class HistoryResponse(BaseModel):
 
 
 class TextChatRequest(BaseModel):
-    text: str = Field(min_length=1)
+    text: UserText
     session_id: str | None = Field(None, max_length=64)
 
 
@@ -74,7 +77,7 @@ class TextChatResponse(BaseModel):
 
 
 class EmotionRequest(BaseModel):
-    text: str = Field(min_length=1)
+    text: UserText
 
 
 class EmotionResponse(BaseModel):
@@ -84,7 +87,7 @@ class EmotionResponse(BaseModel):
 
 
 class SpeakRequest(BaseModel):
-    text: str = Field(min_length=1)
+    text: UserText
     sample_rate: int | None = Field(None, description="16000, 22050, 24000 or 48000; default: the voice's rate")
 
 

@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from backend.core.exceptions import ModelError, Overloaded
+from backend.core.exceptions import ClarityError, ModelError, Overloaded
 from backend.engines.protocols import ChatMessage
 from backend.services.model_service import ModelService
 from backend.services.prompting import HistoryTurn, build_messages
@@ -52,21 +52,26 @@ class LLMService:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         job = asyncio.ensure_future(runner.run(produce))
+
+        def job_failed(future: asyncio.Future[None]) -> None:
+            # The runner can refuse the job (queue filled meanwhile): hand that error to the consumer too.
+            if not future.cancelled() and future.exception() is not None:
+                queue.put_nowait(future.exception())
+
+        job.add_done_callback(job_failed)
         try:
             while True:
                 item = await queue.get()
                 if item is _DONE:
                     break
+                if isinstance(item, ClarityError):
+                    raise item
                 if isinstance(item, Exception):
                     raise ModelError(f"the language model failed: {type(item).__name__}: {item}")
                 yield str(item)
         finally:
             cancel.set()
-            if not job.done():
-                # Generation stops at the next token; do not wait for it here (barge-in must be fast).
-                job.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
-            else:
-                await job
+            # Generation stops at the next token; never wait for it here (barge-in must be fast).
 
     async def complete(self, messages: list[ChatMessage]) -> str:
         return "".join([piece async for piece in self.stream(messages)]).strip()

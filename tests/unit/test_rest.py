@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Callable
 from datetime import datetime
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from backend.config import EMOTIONS
+from backend.core.exceptions import Overloaded
 from backend.engines.protocols import EngineSet
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, silence, tone
@@ -111,10 +113,6 @@ def test_history_of_a_new_session_is_empty(client: TestClient) -> None:
     datetime.fromisoformat(body["created_at"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on SQLite, history timestamps come back without a UTC offset (POST /api/sessions has one)",
-)
 def test_history_timestamps_are_utc_like_the_create_response(client: TestClient) -> None:
     created = client.post("/api/sessions").json()
     assert chat(client, "hello", created["session_id"]).status_code == 200
@@ -272,7 +270,6 @@ def test_non_json_body_is_a_validation_error(client: TestClient) -> None:
     assert_error(response, 422, "validation_error")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: whitespace-only text passes validation and is stored as an empty turn")
 def test_whitespace_only_text_is_rejected(client: TestClient) -> None:
     assert chat(client, "   \n\t ").status_code == 422
 
@@ -474,6 +471,33 @@ def test_llm_queue_full_is_503_overloaded(client: TestClient) -> None:
     assert client.get("/api/health").status_code == 200
     runner.max_pending = 8
     assert chat(client, "hello again").status_code == 200
+
+
+def test_stt_and_tts_queues_full_are_503_overloaded(client: TestClient) -> None:
+    models = client.app.state.services.models  # type: ignore[attr-defined]
+    models.stt_runner.max_pending = 0
+    models.tts_runner.max_pending = 0
+    clip = wav_bytes(tone(0.5), 16000)
+    assert_error(client.post("/api/transcribe", files={"file": ("a.wav", clip, "audio/wav")}), 503, "overloaded")
+    assert_error(client.post("/api/speak", json={"text": "hello"}), 503, "overloaded")
+    models.stt_runner.max_pending = 16
+    models.tts_runner.max_pending = 32
+    assert client.post("/api/transcribe", files={"file": ("a.wav", clip, "audio/wav")}).status_code == 200
+    assert client.post("/api/speak", json={"text": "hello"}).status_code == 200
+
+
+def test_concurrent_replies_beyond_the_llm_queue_are_rejected_not_hung(client: TestClient) -> None:
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.models.llm_runner.max_pending = 1
+    messages = services.llm.messages([], "hello", None)
+
+    async def two_at_once() -> list[object]:
+        both = asyncio.gather(services.llm.complete(messages), services.llm.complete(messages), return_exceptions=True)
+        return await asyncio.wait_for(both, 3)
+
+    results = client.portal.call(two_at_once)  # type: ignore[union-attr]
+    assert FAKE_REPLY in results
+    assert any(isinstance(r, Overloaded) for r in results)
 
 
 def test_unknown_route_uses_the_error_shape(client: TestClient) -> None:

@@ -167,10 +167,7 @@ async def test_sessions_are_isolated(store: SessionService, new_session: NewSess
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param(
-            "sqlite",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: SQLite drops the UTC offset of stored timestamps"),
-        ),
+        pytest.param("sqlite"),
         pytest.param("postgres", marks=pytest.mark.postgres),
     ],
 )
