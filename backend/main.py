@@ -77,5 +77,6 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader | N
     install_error_handlers(app)
     app.include_router(rest.router)
     app.include_router(rest.protected)
+    app.include_router(rest.metrics_router)
     app.include_router(websocket.router)
     return app

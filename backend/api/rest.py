@@ -28,6 +28,7 @@ from backend.models.messages import OUTPUT_RATES
 
 router = APIRouter(prefix="/api")
 protected = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
+metrics_router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 @router.get("/health")
@@ -39,6 +40,13 @@ async def health(services: ServicesDep) -> HealthResponse:
         models={k: ModelInfo.model_validate(v) for k, v in services.models.describe().items()},
         active_connections=len(services.active_connections),
     )
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(services: ServicesDep) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(services.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @protected.post("/sessions", status_code=201)
@@ -82,6 +90,7 @@ async def delete_session(session_id: str, services: ServicesDep) -> Response:
 @protected.post("/text-chat")
 async def text_chat(body: TextChatRequest, services: ServicesDep) -> TextChatResponse:
     prepared, reply = await services.mentor.text_chat(body.text, body.session_id)
+    services.telemetry.turns.labels("text", "completed").inc()
     return TextChatResponse(
         session_id=prepared.session_id,
         response=reply,

@@ -49,10 +49,12 @@ async def voice(ws: WebSocket) -> None:
         session_id = (await services.sessions.create()).session_id
     session = VoiceSession(ws, services, session_id)
     services.active_connections.add(session)
+    services.telemetry.connections.inc()
     try:
         await session.run()
     except WebSocketDisconnect:
         pass
     finally:
         services.active_connections.discard(session)
+        services.telemetry.connections.dec()
         log.info("voice connection closed (session %s)", session.session_id)

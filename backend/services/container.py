@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend.config import Settings
+from backend.core.telemetry import Telemetry
 from backend.services.emotion_service import EmotionService
 from backend.services.llm_service import LLMService
 from backend.services.mentor_service import MentorService
@@ -25,6 +26,7 @@ class Services:
     tts: TTSService
     mentor: MentorService
     active_connections: set[object] = field(default_factory=set)
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
     @classmethod
     def build(cls, settings: Settings, models: ModelService, sessions: SessionService) -> Services:

@@ -119,6 +119,7 @@ class VoiceSession:
         await self.outbox.put((turn_id, message.model_dump_json()))
 
     async def error(self, code: str, message: str, turn_id: str | None = None) -> None:
+        self.services.telemetry.errors.labels(code).inc()
         await self.emit(m.Error(code=code, message=message, turn_id=turn_id))
 
     async def run(self) -> None:
@@ -370,6 +371,7 @@ class VoiceSession:
         metrics.voice_to_voice_ms = _ms(first_frame, pending.speech_end_wall)
         metrics.tokens = reply.tokens
         metrics.audio_seconds = round(reply.audio_ms_queued / 1000, 3)
+        self.services.telemetry.observe_turn(metrics.model_dump(), interrupted=reply.interrupted is not None)
         await self.emit(metrics)
         await self.emit(m.TurnEnd(turn_id=turn_id, interrupted=reply.interrupted is not None))
         self.cancelled_turns.discard(turn_id)

@@ -223,3 +223,16 @@ def test_one_clients_error_does_not_disturb_another(client: TestClient) -> None:
         assert bad.receive_json()["code"] == "invalid_json"
         got = one_turn(good)
     assert got.one("response")["text"]
+
+
+def test_prometheus_metrics_count_turns_errors_and_latency(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        ws.send_text("not json")
+        ws.receive_json()
+        one_turn(ws)
+    body = client.get("/metrics").text
+    assert 'claritymentor_turns_total{channel="voice",outcome="completed"} 1.0' in body
+    assert 'claritymentor_errors_total{code="invalid_json"} 1.0' in body
+    assert 'claritymentor_stage_ms_count{stage="voice_to_voice"} 1.0' in body
+    assert "claritymentor_ws_connections 0.0" in body
