@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
-
-from backend.db.tables import Base
 
 
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -29,9 +27,26 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return engine
 
 
-async def create_schema(engine: AsyncEngine) -> None:
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    tables = set(inspect(connection).get_table_names())
+    if "sessions" in tables and "alembic_version" not in tables:
+        command.stamp(config, "0001")  # a database made before migrations existed: adopt it as revision 0001
+    command.upgrade(config, "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the latest Alembic revision (creates it on an empty database)."""
     async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync(_upgrade)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[DBSession]:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
 
 from backend.core.exceptions import SessionNotFound
-from backend.db.database import create_schema, make_engine, session_factory
+from backend.db.database import make_engine, migrate, session_factory
 from backend.db.tables import SessionRow, TurnRow, utcnow
 
 
@@ -54,7 +54,7 @@ class SessionService:
     @classmethod
     async def open(cls, url: str, *, echo: bool = False) -> SessionService:
         engine = make_engine(url, echo=echo)
-        await create_schema(engine)
+        await migrate(engine)
         return cls(engine)
 
     async def close(self) -> None:
