@@ -6,6 +6,7 @@ within one token's time) and no extra thread is needed.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import shutil
 import threading
@@ -85,6 +86,8 @@ class TransformersLLM:
             self.name = settings.display_name.split(" + ")[0]
         self.model = model.to(self.device).eval()
         self._settings = settings
+        # transformers renamed past_key_values -> cache (5.2x); accept both so a pinned upgrade is not a cliff.
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         eos = self.model.generation_config.eos_token_id
         self._eos: set[int] = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
         if self.tokenizer.eos_token_id is not None:
@@ -111,7 +114,7 @@ class TransformersLLM:
             for _ in range(max_new_tokens):
                 if cancel.is_set():
                     return
-                out = self.model(input_ids=next_input, cache=cache, use_cache=True, logits_to_keep=1)
+                out = self.model(input_ids=next_input, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
                 logits = out.logits[0, -1].float()
                 if penalty > 1.0 and generated:
                     seen = torch.tensor(sorted(set(generated)), device=logits.device)
