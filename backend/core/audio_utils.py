@@ -9,10 +9,9 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
+from backend.core.audio_types import PCM16 as PCM16
+from backend.core.audio_types import FloatAudio as FloatAudio
 from backend.core.exceptions import EmptyAudio, UnsupportedAudio
-
-FloatAudio = npt.NDArray[np.float32]
-PCM16 = npt.NDArray[np.int16]
 
 STT_RATE = 16_000
 MIN_INPUT_RATE = 8_000

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from backend.core.audio_utils import PCM16, FloatAudio
+from backend.core.audio_types import PCM16, FloatAudio
 
 
 @dataclass(frozen=True, slots=True)
