@@ -26,21 +26,32 @@ class Received:
         return found[0]
 
 
+def _take(ws: WebSocketTestSession, got: Received, waiting_for: str) -> str:
+    """Receive one message into ``got``; returns its type ("<audio>" for binary frames)."""
+    message = ws.receive()
+    if message.get("bytes") is not None:
+        got.audio.append(message["bytes"])
+        got.order.append("<audio>")
+        return "<audio>"
+    if message.get("text") is None:
+        raise AssertionError(f"socket closed while waiting for {waiting_for}: {message}")
+    event = json.loads(message["text"])
+    got.events.append(event)
+    got.order.append(event["type"])
+    return str(event["type"])
+
+
 def receive_until(ws: WebSocketTestSession, stop: str, into: Received | None = None) -> Received:
     got = into or Received()
-    while True:
-        message = ws.receive()
-        if message.get("bytes") is not None:
-            got.audio.append(message["bytes"])
-            got.order.append("<audio>")
-            continue
-        if message.get("text") is None:
-            raise AssertionError(f"socket closed while waiting for {stop!r}: {message}")
-        event = json.loads(message["text"])
-        got.events.append(event)
-        got.order.append(event["type"])
-        if event["type"] == stop:
-            return got
+    while _take(ws, got, repr(stop)) != stop:
+        pass
+    return got
+
+
+def receive_audio_frames(ws: WebSocketTestSession, got: Received, frames: int = 2) -> Received:
+    while got.order.count("<audio>") < frames:
+        _take(ws, got, f"{frames} audio frames")
+    return got
 
 
 def speak(ws: WebSocketTestSession, seconds: float = 1.0, trailing_silence: float = 1.0, chunk_s: float = 0.1) -> None:

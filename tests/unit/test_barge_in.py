@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from backend.services.prompting import INTERRUPTED_NOTE
 from tests.fakes import FakeLLM, fake_engines, pcm_bytes, silence, tone
-from tests.ws_helpers import Received, one_turn, receive_until, speak
+from tests.ws_helpers import Received, one_turn, receive_audio_frames, receive_until, speak
 
 LONG_REPLY = (
     "That sounds really stressful. Let's slow it down together and pick one small thing for tonight. "
@@ -24,27 +24,13 @@ def slow_client(client_factory: Callable[..., TestClient], delay: float = 0.03) 
     return client_factory(fake_engines(llm=llm)), llm
 
 
-def wait_for_audio(ws, got: Received, frames: int = 2) -> None:  # type: ignore[no-untyped-def]
-    while got.order.count("<audio>") < frames:
-        message = ws.receive()
-        if message.get("bytes") is not None:
-            got.audio.append(message["bytes"])
-            got.order.append("<audio>")
-        else:
-            import json
-
-            event = json.loads(message["text"])
-            got.events.append(event)
-            got.order.append(event["type"])
-
-
 def test_interrupt_message_stops_the_answer_and_no_audio_follows(client_factory: Callable[..., TestClient]) -> None:
     client, llm = slow_client(client_factory)
     with client.websocket_connect("/ws/voice") as ws:
         session_id = ws.receive_json()["session_id"]
         speak(ws)
         got = Received()
-        wait_for_audio(ws, got)
+        receive_audio_frames(ws, got)
         ws.send_json({"type": "interrupt"})
         receive_until(ws, "turn_end", got)
     cut = got.order.index("interrupted")
@@ -65,7 +51,7 @@ def test_heard_text_follows_the_clients_playback_acks(client_factory: Callable[.
         ws.receive_json()
         speak(ws)
         got = Received()
-        wait_for_audio(ws, got, frames=3)
+        receive_audio_frames(ws, got, frames=3)
         first_sentence_ms = 4 * 60  # FakeTTS: 60 ms per word, "That sounds really stressful."
         ws.send_json({"type": "playback", "played_ms": first_sentence_ms})
         ws.send_json({"type": "interrupt"})
@@ -79,7 +65,7 @@ def test_user_speech_barges_in_and_becomes_the_next_turn(client_factory: Callabl
         session_id = ws.receive_json()["session_id"]
         speak(ws)
         got = Received()
-        wait_for_audio(ws, got)
+        receive_audio_frames(ws, got)
         for _ in range(5):  # 500 ms of speech over the answer
             ws.send_bytes(pcm_bytes(tone(0.1)))
         receive_until(ws, "interrupted", got)
@@ -104,7 +90,7 @@ def test_a_cough_during_the_answer_does_not_interrupt(client_factory: Callable[.
         ws.receive_json()
         speak(ws)
         got = Received()
-        wait_for_audio(ws, got)
+        receive_audio_frames(ws, got)
         ws.send_bytes(pcm_bytes(tone(0.15)))  # a cough: shorter than barge_in_min_ms
         ws.send_bytes(pcm_bytes(silence(0.5)))
         receive_until(ws, "turn_end", got)
