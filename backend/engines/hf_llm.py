@@ -57,10 +57,71 @@ def resolve_llm_path(settings: LLMSettings, cache_dir: Path) -> str:
     return resolve_model_ref(settings.model)
 
 
+def adapter_dir(settings: LLMSettings) -> Path | None:
+    if not settings.adapter_path:
+        return None
+    adapter = Path(resolve_model_ref(settings.adapter_path))
+    if not (adapter / "adapter_config.json").exists():
+        raise FileNotFoundError(f"no LoRA adapter at {adapter} (adapter_config.json missing)")
+    return adapter
+
+
+def load_merged(settings: LLMSettings, cache_dir: Path, dtype_name: str = "float32") -> tuple[Any, Any]:
+    """(tokenizer, model) with the configured LoRA merged in: every later token costs what the base model's does."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_path = resolve_llm_path(settings, cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=getattr(torch, dtype_name), local_files_only=True
+    )
+    adapter = adapter_dir(settings)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return tokenizer, model
+
+
+def eos_ids(tokenizer: Any, generation_config: Any) -> set[int]:
+    eos = getattr(generation_config, "eos_token_id", None)
+    ids: set[int] = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids
+
+
+def prompt_ids(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
+    chat = [{"role": m.role, "content": m.content} for m in messages]
+    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
+    return list(ids["input_ids"])
+
+
+class IncrementalDecoder:
+    """Token ids in, new text out; holds back an incomplete UTF-8 sequence until the next token completes it."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._emitted = ""
+
+    def push(self, token: int) -> str:
+        self._ids.append(token)
+        text: str = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        if text.endswith("\ufffd") or len(text) <= len(self._emitted):
+            return ""
+        new, self._emitted = text[len(self._emitted) :], text
+        return new
+
+
+def display_name(settings: LLMSettings) -> str:
+    return settings.display_name if settings.adapter_path else settings.display_name.split(" + ")[0]
+
+
 class TransformersLLM:
     def __init__(self, settings: LLMSettings, cache_dir: Path) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = resolve_device(settings.device)
         dtype_name = resolve_compute_type(
@@ -68,30 +129,13 @@ class TransformersLLM:
         )
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        model_path = resolve_llm_path(settings, cache_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=getattr(torch, dtype_name), local_files_only=True
-        )
-        self.name = settings.display_name
-        if settings.adapter_path:
-            adapter = Path(resolve_model_ref(settings.adapter_path))
-            if not (adapter / "adapter_config.json").exists():
-                raise FileNotFoundError(f"no LoRA adapter at {adapter} (adapter_config.json missing)")
-            from peft import PeftModel
-
-            # Merging once makes every later token as cheap as the base model's.
-            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        else:
-            self.name = settings.display_name.split(" + ")[0]
+        self.tokenizer, model = load_merged(settings, cache_dir, dtype_name)
+        self.name = display_name(settings)
         self.model = model.to(self.device).eval()
         self._settings = settings
         # transformers renamed past_key_values -> cache (5.2x); accept both so a pinned upgrade is not a cliff.
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-        eos = self.model.generation_config.eos_token_id
-        self._eos: set[int] = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
-        if self.tokenizer.eos_token_id is not None:
-            self._eos.add(int(self.tokenizer.eos_token_id))
+        self._eos = eos_ids(self.tokenizer, self.model.generation_config)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -100,12 +144,9 @@ class TransformersLLM:
         import torch
         from transformers import DynamicCache
 
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        input_ids = self.tokenizer.apply_chat_template(
-            chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )["input_ids"].to(self.device)
+        input_ids = torch.tensor([prompt_ids(self.tokenizer, messages)], device=self.device)
+        decoder = IncrementalDecoder(self.tokenizer)
         generated: list[int] = []
-        emitted = ""
         cache = DynamicCache()
         next_input = input_ids
         temperature = self._settings.temperature
@@ -128,12 +169,6 @@ class TransformersLLM:
                 if token in self._eos:
                     break
                 generated.append(token)
-                text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                # Hold back an incomplete UTF-8 sequence until the next token completes it.
-                if text.endswith("\ufffd"):
-                    next_input = torch.tensor([[token]], device=self.device)
-                    continue
-                if len(text) > len(emitted):
-                    yield text[len(emitted) :]
-                    emitted = text
+                if piece := decoder.push(token):
+                    yield piece
                 next_input = torch.tensor([[token]], device=self.device)

@@ -63,6 +63,7 @@ def quiet_third_party_logs() -> None:
 def load_engines(settings: Settings) -> EngineSet:
     """Load the configured engines. Blocking (seconds): called from the lifespan in a worker thread."""
     quiet_third_party_logs()
+    from backend.engines.ct2_llm import CT2LLM
     from backend.engines.hf_llm import TransformersLLM
     from backend.engines.prosody import ProsodyEmotion
     from backend.engines.pyttsx3_tts import Pyttsx3TTS
@@ -92,7 +93,7 @@ def load_engines(settings: Settings) -> EngineSet:
         3,
         _Step("LLM", "llm.model / llm.adapter_path"),
         settings.llm.display_name,
-        lambda: TransformersLLM(settings.llm, settings.cache_dir),
+        lambda: (CT2LLM if settings.llm.engine == "ctranslate2" else TransformersLLM)(settings.llm, settings.cache_dir),
         t,
         "llm",
     )

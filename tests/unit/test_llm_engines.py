@@ -1,0 +1,94 @@
+"""Both LLM engines on a tiny random Llama (SmolLM2's real tokenizer, 2 layers): LoRA loading and merging,
+streaming, cancellation, and transformers/CTranslate2 parity. Builds in about a second."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from backend.config import LLMSettings, default_cache_dir
+from backend.engines.ct2_llm import CT2LLM, ct2_cache_dir
+from backend.engines.hf_llm import SMOLLM2_CACHE_NAME, TransformersLLM
+from backend.engines.protocols import ChatMessage
+
+TOKENIZER_SOURCE = default_cache_dir() / SMOLLM2_CACHE_NAME
+MESSAGES = [ChatMessage("system", "You are kind."), ChatMessage("user", "[user sounds: fear, 0.80] I am worried.")]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if not (TOKENIZER_SOURCE / "tokenizer.json").exists():
+        pytest.fail(f"{TOKENIZER_SOURCE} missing: run `python -m scripts.prepare_models` (make test does)")
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("tiny-llm")
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_SOURCE)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    lora = get_peft_model(
+        model,
+        LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"
+        ),
+    )
+    lora.save_pretrained(root / "adapter")
+    return root / "base", root / "adapter"
+
+
+def settings_for(base: Path, adapter: Path | None, **extra: object) -> LLMSettings:
+    return LLMSettings(
+        model=str(base), adapter_path=str(adapter) if adapter else None, device="cpu", repetition_penalty=1.0, **extra
+    )  # type: ignore[arg-type]
+
+
+def generate(engine: TransformersLLM | CT2LLM, tokens: int = 12) -> str:
+    return "".join(engine.stream(MESSAGES, tokens, threading.Event()))
+
+
+def test_lora_adapter_changes_the_output(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    base, adapter = tiny_model
+    with_lora = generate(TransformersLLM(settings_for(base, adapter), tmp_path))
+    without = generate(TransformersLLM(settings_for(base, None), tmp_path))
+    assert with_lora and without and with_lora != without
+
+
+def test_missing_adapter_fails_loudly(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"adapter_config\.json"):
+        TransformersLLM(settings_for(tiny_model[0], tmp_path / "nope"), tmp_path)
+
+
+def test_ctranslate2_matches_transformers_greedy(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    base, adapter = tiny_model
+    hf = generate(TransformersLLM(settings_for(base, adapter), tmp_path), 16)
+    ct2 = CT2LLM(settings_for(base, adapter), tmp_path)
+    assert generate(ct2, 16) == hf
+    assert ct2_cache_dir(settings_for(base, adapter), tmp_path, "float32").exists()  # converted once, cached
+
+
+@pytest.mark.parametrize("engine_cls", [TransformersLLM, CT2LLM])
+def test_cancel_stops_generation(engine_cls: type, tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    engine = engine_cls(settings_for(*tiny_model), tmp_path)
+    cancel = threading.Event()
+    pieces = []
+    for piece in engine.stream(MESSAGES, 50, cancel):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancel.set()
+    assert len(pieces) == 3
