@@ -236,3 +236,17 @@ def test_prometheus_metrics_count_turns_errors_and_latency(client: TestClient) -
     assert 'claritymentor_errors_total{code="invalid_json"} 1.0' in body
     assert 'claritymentor_stage_ms_count{stage="voice_to_voice"} 1.0' in body
     assert "claritymentor_ws_connections 0.0" in body
+
+
+def test_a_model_that_fails_to_load_stops_startup_with_the_config_key(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from backend.core.exceptions import ModelLoadError
+    from backend.main import create_app
+    from tests.conftest import make_settings
+
+    def broken_loader(_settings):  # type: ignore[no-untyped-def]
+        raise ModelLoadError("Whisper tiny.en", "stt.model", FileNotFoundError("model.bin"))
+
+    with pytest.raises(ModelLoadError), TestClient(create_app(make_settings(tmp_path), engine_loader=broken_loader)):
+        pass
+    err = capsys.readouterr().err
+    assert "could not load Whisper tiny.en (config key `stt.model`)" in err
