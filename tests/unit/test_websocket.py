@@ -250,3 +250,18 @@ def test_a_model_that_fails_to_load_stops_startup_with_the_config_key(tmp_path, 
         pass
     err = capsys.readouterr().err
     assert "could not load Whisper tiny.en (config key `stt.model`)" in err
+
+
+def test_several_clients_at_once_each_get_their_own_answer(client: TestClient) -> None:
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(client.websocket_connect("/ws/voice")) for _ in range(6)]
+        sessions = [ws.receive_json()["session_id"] for ws in sockets]
+        for ws in sockets:  # everyone speaks before anyone is answered
+            speak(ws)
+        results = [receive_until(ws, "turn_end") for ws in sockets]
+    assert len(set(sessions)) == 6
+    assert all(r.one("response")["text"] and r.audio for r in results)
+    for session_id in sessions:
+        assert len(client.get(f"/api/sessions/{session_id}/history").json()["turns"]) == 2
