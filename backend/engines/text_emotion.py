@@ -1,7 +1,10 @@
 """Text emotion: MiniLM sentence embeddings + our trained head (models/emotion-text/).
 
 The head is a softmax-regression layer stored as safetensors (``weight`` [C, D], ``bias`` [C]) with a
-temperature fitted on held-out data, so the probabilities it returns are calibrated.
+temperature fitted on held-out data, so the probabilities it returns are calibrated. The same file may hold
+low-rank (LoRA) adapters for the encoder, ``lora.<layer>.<module>.A`` [r, in] and ``.B`` [out, r], described by
+``config.json["lora"]``; they are merged into the packaged MiniLM's weights at load time (W += alpha/r * B @ A),
+so a fine-tuned encoder costs a few hundred KB in git and nothing extra at inference.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,12 +42,37 @@ class EmotionHead:
         self.weight = tensors["weight"].astype(np.float32)
         self.bias = tensors["bias"].astype(np.float32)
         self.encoder_path: str | None = meta.get("encoder_path")
+        lora = meta.get("lora") or {}
+        self.lora_scale = float(lora.get("alpha", 1.0)) / float(lora.get("rank", 1)) if lora else 0.0
+        self.lora: dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]] = {
+            key.removesuffix(".A"): (tensors[key], tensors[key.removesuffix(".A") + ".B"])
+            for key in tensors
+            if key.startswith("lora.") and key.endswith(".A")
+        }
         if self.weight.shape[0] != len(self.labels):
             raise ValueError(f"head has {self.weight.shape[0]} rows but {len(self.labels)} labels")
 
     def probabilities(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         logits = embeddings @ self.weight.T + self.bias
         return softmax(logits / self.temperature)
+
+    def merge_lora(self, encoder: Any) -> int:
+        """Add the adapters' low-rank deltas to the encoder's linear weights; returns how many were merged."""
+        import torch
+
+        first = encoder[0]
+        bert = getattr(first, "auto_model", None) or first.model
+        with torch.no_grad():
+            for key, (a, b) in self.lora.items():
+                _, layer, path = key.split(".", 2)
+                weight = bert.encoder.layer[int(layer)].get_submodule(path).weight
+                delta = torch.from_numpy(b.astype(np.float32) @ a.astype(np.float32)) * self.lora_scale
+                if delta.shape != weight.shape:
+                    raise ValueError(
+                        f"LoRA {key}: delta {tuple(delta.shape)} does not fit weight {tuple(weight.shape)}"
+                    )
+                weight.add_(delta.to(device=weight.device, dtype=weight.dtype))
+        return len(self.lora)
 
 
 class MiniLMEmotion:
@@ -61,6 +90,8 @@ class MiniLMEmotion:
         )
         self.device = resolve_device(settings.device)
         self.encoder = SentenceTransformer(encoder, device=self.device, local_files_only=True)
+        if self.head.lora:
+            self.head.merge_lora(self.encoder)
         self.labels = self.head.labels
         self.name = f"MiniLM-L6 + emotion head ({head_dir.name})"
 

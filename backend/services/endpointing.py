@@ -13,29 +13,12 @@ from backend.core.audio_utils import STT_RATE, FloatAudio
 from backend.engines.protocols import VADStream
 
 QUESTION_WORDS = ("what", "how", "why", "should", "could", "can", "do", "does", "is", "are", "would", "will")
-CONTINUATION_WORDS = (
-    "and",
-    "but",
-    "or",
-    "so",
-    "because",
-    "the",
-    "a",
-    "an",
-    "to",
-    "of",
-    "my",
-    "i",
-    "if",
-    "that",
-    "with",
-    "um",
-    "uh",
-    "like",
-    "then",
-    "when",
-    "for",
-    "about",
+# A turn that stops on one of these is very likely mid-sentence ("and...", "because...", "I was going to...").
+CONTINUATION_WORDS = frozenset(
+    "and but or so because the a an to of my i if that with um uh er like then when for about is was are were am "
+    "be been being have has had will would can could should at in on from into between than as by just really "
+    "very our your their his her its this these those who which where while until unless since after before "
+    "although though whether also even maybe well mean honestly basically actually thing things".split()
 )
 
 
@@ -59,14 +42,17 @@ def adaptive_end_silence_ms(settings: VADSettings, partial_text: str, words_per_
         return settings.end_silence_ms
     wait = float(settings.end_silence_ms)
     text = partial_text.strip().lower()
-    if text:
-        last_word = text.rstrip(".,!?").split()[-1] if text.rstrip(".,!?").split() else ""
-        if text.endswith("?") or (text.split()[0] in QUESTION_WORDS and text.endswith((".", "?"))):
-            wait *= 0.6
-        elif last_word in CONTINUATION_WORDS or text.endswith((",", "-", "...")):
+    words = text.rstrip(".,!?").split()
+    if words:
+        # Order matters: a dangling function word means mid-sentence even when Whisper added a "?" or ".".
+        if words[-1] in CONTINUATION_WORDS or text.endswith((",", "-", "...")):
             wait *= 1.8
+        elif text.endswith("?") or (words[0] in QUESTION_WORDS and text.endswith(".")):
+            wait *= 0.6
         elif text.endswith((".", "!")):
             wait *= 0.85
+        else:  # Whisper punctuates finished sentences; no final punctuation suggests the speaker is mid-thought
+            wait *= 1.4
     if words_per_second is not None and words_per_second < 1.8:  # slow, hesitant speaker
         wait *= 1.3
     return int(min(max(wait, settings.min_end_silence_ms), settings.max_end_silence_ms))
@@ -94,6 +80,11 @@ class Endpointer:
     @property
     def utterance_audio(self) -> FloatAudio:
         return np.concatenate(self._speech) if self._speech else np.zeros(0, dtype=np.float32)
+
+    @property
+    def silence_ms(self) -> float:
+        """Length of the pause after speech so far (0 while speaking)."""
+        return 1000.0 * self._silence_run / STT_RATE if self.triggered else 0.0
 
     @property
     def speech_ms(self) -> float:

@@ -34,6 +34,7 @@ from backend.services.mentor_service import PreparedTurn
 log = logging.getLogger(__name__)
 SENTENCE_END = re.compile(r"(.+?[.!?]+[\"')\]]?)\s+", re.DOTALL)
 PARTIAL_INTERVAL_MS = 700.0
+PAUSE_PARTIAL_MS = 96.0  # three VAD frames of silence
 OUTBOX_SIZE = 512
 
 
@@ -273,10 +274,13 @@ class VoiceSession:
     # ---- partial transcripts (budgeted) ---------------------------------------------------------------------
     def _maybe_partial(self) -> None:
         ep = self.endpointer
+        # Partials every PARTIAL_INTERVAL_MS of speech, and one as soon as a pause starts: that is when the
+        # end-of-turn wait is decided (a pause after "and" or "because" should not end the turn).
+        pause_started = ep.silence_ms >= PAUSE_PARTIAL_MS and ep.speech_ms > self._last_partial_ms
         if (
             not self._partial_budget_ok
             or (self._partial_task is not None and not self._partial_task.done())
-            or ep.speech_ms - self._last_partial_ms < PARTIAL_INTERVAL_MS
+            or (ep.speech_ms - self._last_partial_ms < PARTIAL_INTERVAL_MS and not pause_started)
             or self.services.models.stt_runner.pending > 0
             or not self.utterances.empty()
         ):

@@ -50,6 +50,8 @@ def test_preroll_keeps_the_start_of_the_word() -> None:
         ("I was thinking that maybe I should and", 2.5, "longer"),
         ("I am going to", 2.5, "longer"),
         ("Today was fine.", 1.2, "longer"),
+        ("Can you help me decide between?", 2.5, "longer"),  # a dangling word beats Whisper's "?"
+        ("It started when my friend", 2.5, "longer"),  # no final punctuation: mid-thought
     ],
 )
 def test_adaptive_end_silence(text: str, wps: float, expect: str) -> None:
