@@ -7,7 +7,8 @@ after "and", "because", "um"), followed by 2 s of silence. The audio goes throug
 service's Endpointer in 32 ms frames, the way /ws/voice feeds it. Policies compared: fixed end-of-turn silence
 (400, 600, 800, 1000 ms) and the adaptive policy, which re-times the end silence from real Whisper partial
 transcripts every 700 ms of speech and at the start of each pause, as the WebSocket session does.
-A false cut-off is an utterance that ended before the speaker finished; added delay is true end of speech -> end of turn. Prints a table, saves a plot.
+A false cut-off is an utterance that ended before the speaker finished; added delay is true end of speech ->
+end of turn. Prints a table, saves a plot.
 """
 
 from __future__ import annotations
