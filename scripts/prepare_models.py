@@ -73,7 +73,7 @@ def main() -> int:
     t = step("Emotion: MiniLM-L6 + trained head")
     head = Path(resolve_model_ref(settings.emotion.head_path))
     if not (head / "head.safetensors").exists():
-        print("(training the head, ~1 min)", end=" ", flush=True)
+        print("(training the head, ~3-4 min)", end=" ", flush=True)
         subprocess.run(
             [sys.executable, "-m", "scripts.train_emotion_head", "--out", str(head)], check=True, cwd=REPO_ROOT
         )

@@ -93,7 +93,8 @@ class MiniLMEmotion:
         if self.head.lora:
             self.head.merge_lora(self.encoder)
         self.labels = self.head.labels
-        self.name = f"MiniLM-L6 + emotion head ({head_dir.name})"
+        adapted = f" + LoRA x{len(self.head.lora)}" if self.head.lora else ""
+        self.name = f"MiniLM-L6{adapted} + emotion head ({head_dir.name})"
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return np.asarray(
