@@ -17,7 +17,10 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
     "sadness": (-0.7, -0.55),
     "surprise": (0.15, 0.8),
 }
-INCONGRUENCE_GAP = 0.9  # distance in (valence, arousal) space between what words and voice say
+# Words and voice disagree when their (valence, arousal) readings are this far apart. Valence counts half:
+# prosody hints at it only weakly, while arousal (energy, pitch range, rate) is what the voice really carries.
+INCONGRUENCE_GAP = 0.6
+VALENCE_WEIGHT = 0.5
 MIN_SPEECH_CONFIDENCE_FOR_INCONGRUENCE = 0.2
 
 
@@ -65,7 +68,7 @@ def fuse(text_scores: dict[str, float], reading: ProsodyReading | None, *, speec
         w_text = max(1e-6, text_conf)
         fused = {k: (w_text * text_scores[k] + w_speech * voice[k]) / (w_text + w_speech) for k in labels}
         t_val, t_aro = text_affect(text_scores)
-        gap = math.hypot(t_val - reading.valence, t_aro - reading.arousal)
+        gap = math.hypot(VALENCE_WEIGHT * (t_val - reading.valence), t_aro - reading.arousal)
         result["speech"] = {
             "arousal": reading.arousal,
             "valence": reading.valence,

@@ -56,7 +56,7 @@ def quiet_third_party_logs() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    for name in ("sentence_transformers", "faster_whisper", "httpx", "huggingface_hub"):
+    for name in ("sentence_transformers", "faster_whisper", "httpx", "huggingface_hub", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

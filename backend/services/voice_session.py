@@ -38,8 +38,15 @@ PAUSE_PARTIAL_MS = 96.0  # three VAD frames of silence
 OUTBOX_SIZE = 512
 
 
-def split_sentences(buffer: str) -> tuple[list[str], str]:
-    """Complete sentences (followed by whitespace) and the unfinished rest."""
+FIRST_CLAUSE = re.compile(r"((?:\S+\s+){3,}?\S+?[,;:])\s+")
+
+
+def split_sentences(buffer: str, *, first: bool = False) -> tuple[list[str], str]:
+    """Complete sentences (followed by whitespace) and the unfinished rest.
+
+    With ``first`` (nothing spoken yet in this answer) a clause of at least four words ending in a comma also
+    counts, so the first audio starts sooner; later text goes by whole sentences for natural prosody.
+    """
     done: list[str] = []
     pos = 0
     for match in SENTENCE_END.finditer(buffer):
@@ -47,6 +54,9 @@ def split_sentences(buffer: str) -> tuple[list[str], str]:
         if len(sentence) >= 2:
             done.append(sentence)
         pos = match.end()
+    if first and not done and (clause := FIRST_CLAUSE.match(buffer)) is not None:
+        done.append(clause.group(1).strip())
+        pos = clause.end()
     return done, buffer[pos:]
 
 
@@ -386,6 +396,7 @@ class VoiceSession:
 
         async def write() -> None:
             buffer = ""
+            chunked = False
             try:
                 if prepared.crisis_reply is not None:
                     pieces: Any = _aiter([prepared.crisis_reply + " "])
@@ -398,8 +409,9 @@ class VoiceSession:
                     reply.text += piece
                     buffer += piece
                     await self.emit(m.ResponseDelta(text=piece, turn_id=turn_id), turn_id)
-                    done, buffer = split_sentences(buffer)
+                    done, buffer = split_sentences(buffer, first=not chunked)
                     for sentence in done:
+                        chunked = True
                         await sentences.put(sentence)
                 if buffer.strip():
                     await sentences.put(buffer.strip())

@@ -115,6 +115,10 @@ def test_sentence_splitting_waits_for_the_next_word() -> None:
     done, rest = split_sentences("That sounds hard. Try a walk")
     assert done == ["That sounds hard."] and rest == "Try a walk"
     assert split_sentences("Are you sure?")[0] == []  # might continue ("?!" / quote): wait for whitespace
+    # The first chunk of an answer may end at a comma, once it has four words: audio starts sooner.
+    assert split_sentences("That is a lot to carry, and you", first=True) == (["That is a lot to carry,"], "and you")
+    assert split_sentences("That is a lot to carry, and you") == ([], "That is a lot to carry, and you")
+    assert split_sentences("Oh no, that", first=True) == ([], "Oh no, that")
 
 
 def test_heard_text_counts_only_played_words() -> None:
