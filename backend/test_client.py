@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
-import shutil
-import subprocess
 import sys
 import time
 
 import numpy as np
 import soundfile as sf
+
+from backend.core.audio_utils import espeak
 
 DEFAULT_PROMPT = "I feel really stressed about my exam tomorrow."
 CHUNK_MS = 20
@@ -30,13 +29,10 @@ def load_audio(path: str | None, prompt: str, voice: str) -> tuple[np.ndarray, i
     if path:
         audio, rate = sf.read(path, dtype="int16", always_2d=True)
         return audio.mean(axis=1).astype(np.int16), int(rate)
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        sys.exit("no WAV given and espeak-ng is not installed")
-    cmd = [espeak, "-v", voice, "-s", "150", "--stdout", prompt]
-    wav = subprocess.run(cmd, capture_output=True, check=True).stdout  # noqa: S603 - fixed argv, no shell
-    audio, rate = sf.read(io.BytesIO(wav), dtype="int16")
-    return np.asarray(audio, dtype=np.int16), int(rate)
+    try:
+        return espeak(prompt, voice=voice)
+    except FileNotFoundError as exc:
+        sys.exit(f"no WAV given and {exc}")
 
 
 async def run(args: argparse.Namespace) -> int:

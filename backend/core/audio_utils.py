@@ -89,3 +89,17 @@ def frames(pcm: PCM16, rate: int, frame_ms: int) -> list[bytes]:
     step = max(1, rate * frame_ms // 1000)
     raw = pcm.astype("<i2", copy=False)
     return [raw[i : i + step].tobytes() for i in range(0, raw.size, step)]
+
+
+def espeak(text: str, *, voice: str = "en-gb-x-rp", speed: int = 150, ssml: bool = False) -> tuple[PCM16, int]:
+    """Speak ``text`` with the espeak-ng command (test prompts, benchmarks, the CLI client): mono PCM16, rate."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise FileNotFoundError("espeak-ng is not installed (apt-get install espeak-ng; `make run` does it)")
+    cmd = [exe, *(["-m"] if ssml else []), "-v", voice, "-s", str(speed), "--stdout", text]
+    wav = subprocess.run(cmd, capture_output=True, check=True).stdout  # noqa: S603 - fixed argv, no shell
+    audio, rate = sf.read(io.BytesIO(wav), dtype="int16")
+    return np.asarray(audio, dtype=np.int16), int(rate)

@@ -13,15 +13,12 @@ end of turn. Prints a table, saves a plot.
 
 from __future__ import annotations
 
-import io
 import json
-import subprocess
 
 import numpy as np
-import soundfile as sf
 
 from backend.config import REPO_ROOT, Settings, VADSettings
-from backend.core.audio_utils import STT_RATE, resample
+from backend.core.audio_utils import STT_RATE, espeak, resample
 from backend.engines.silero_vad import SileroVAD
 from backend.engines.whisper_stt import WhisperSTT
 from backend.services.endpointing import Endpointer, adaptive_end_silence_ms
@@ -48,13 +45,8 @@ OUT = REPO_ROOT / "scripts" / "bench" / "results"
 
 
 def speak(ssml: str) -> tuple[np.ndarray, float]:
-    wav = subprocess.run(
-        ["espeak-ng", "-m", "-v", "en-gb-x-rp", "-s", "160", "--stdout", f"<speak>{ssml}</speak>"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
-    speech = resample(np.asarray(audio, dtype=np.float32), int(rate), STT_RATE)
+    pcm, rate = espeak(f"<speak>{ssml}</speak>", speed=160, ssml=True)
+    speech = resample(pcm.astype(np.float32) / 32768.0, rate, STT_RATE)
     voiced = np.flatnonzero(np.abs(speech) > 0.01)
     end_s = (voiced[-1] + 1) / STT_RATE
     return np.concatenate([speech[: voiced[-1] + 1], np.zeros(2 * STT_RATE, dtype=np.float32)]), end_s

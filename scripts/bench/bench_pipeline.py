@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import statistics
@@ -25,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from backend.config import REPO_ROOT
+from backend.core.audio_utils import espeak
 
 PROMPTS = [
     "I feel really stressed about my exam tomorrow.",
@@ -35,14 +35,6 @@ PROMPTS = [
     "I keep putting off my thesis and I do not know how to start.",
 ]
 OUT = REPO_ROOT / "scripts" / "bench" / "results"
-
-
-def espeak(text: str) -> tuple[np.ndarray, int]:
-    wav = subprocess.run(
-        ["espeak-ng", "-v", "en-gb-x-rp", "-s", "150", "--stdout", text], capture_output=True, check=True
-    ).stdout
-    audio, rate = sf.read(io.BytesIO(wav), dtype="int16")
-    return np.asarray(audio, dtype=np.int16), int(rate)
 
 
 async def one_turn(url: str, pcm: np.ndarray, rate: int, interrupt_after: float | None = None) -> dict[str, float]:

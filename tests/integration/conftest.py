@@ -1,30 +1,25 @@
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from fastapi.testclient import TestClient
 
 from backend.config import default_cache_dir
+from backend.core.audio_utils import espeak as speak_with_espeak
 from backend.main import create_app
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration
 
 
-def espeak(text: str, voice: str = "en-gb-x-rp", speed: int = 150) -> tuple[np.ndarray, int]:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        pytest.fail("espeak-ng is not installed (make test installs it)")
-    wav = subprocess.run([exe, "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True, check=True).stdout
-    audio, rate = sf.read(io.BytesIO(wav), dtype="int16")
-    return np.asarray(audio, dtype=np.int16), int(rate)
+def espeak(text: str) -> tuple[np.ndarray, int]:
+    try:
+        return speak_with_espeak(text)
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
