@@ -265,3 +265,28 @@ def test_several_clients_at_once_each_get_their_own_answer(client: TestClient) -
     assert all(r.one("response")["text"] and r.audio for r in results)
     for session_id in sessions:
         assert len(client.get(f"/api/sessions/{session_id}/history").json()["turns"]) == 2
+
+
+def test_crisis_words_get_the_safety_reply_not_the_llm(client_factory: Callable[..., TestClient]) -> None:
+    engines = fake_engines(stt=FakeSTT("honestly i dont want to be here anymore, everyone would be better off"))
+    client = client_factory(engines)
+    prompts_before = len(engines.llm.prompts)  # type: ignore[attr-defined]
+    with client.websocket_connect("/ws/voice") as ws:
+        session_id = ws.receive_json()["session_id"]
+        got = one_turn(ws)
+    assert got.one("safety")["category"] == "suicidal_ideation"
+    assert got.order.index("safety") < got.order.index("response")
+    assert "988" in got.one("response")["text"] and got.audio  # spoken too
+    assert len(engines.llm.prompts) == prompts_before  # type: ignore[attr-defined]
+    turns = client.get(f"/api/sessions/{session_id}/history").json()["turns"]
+    assert [t["safety"] for t in turns] == [True, True]
+
+
+def test_partial_transcripts_arrive_while_the_user_speaks(client: TestClient) -> None:
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        speak(ws, seconds=3.0)
+        got = receive_until(ws, "turn_end")
+    partials = got.of("partial_transcript")
+    assert partials and all(p["text"] for p in partials)
+    assert got.order.index("partial_transcript") < got.order.index("transcript")
