@@ -300,14 +300,26 @@ base model does (which rarely asks any, and often rambles or breaks off instead)
 """
 
 
-def shrink_adapter(path: Path) -> None:
-    """Store the adapter in float16 (half the size in git); peft upcasts it at load, and greedy replies on the
-    eval prompts were identical to the float32 adapter's when this was checked."""
+def shrink_adapter(folder: Path, rank: int) -> None:
+    """Ship the adapter small: the best rank-``rank`` approximation (SVD) of each trained update B @ A, in
+    float16. Trained at r=16 it is 19.6 MB in float32; at rank 8 in float16 it is 4.9 MB. The eval in the model card
+    is run on this shipped adapter."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    tensors = load_file(str(path))
-    save_file({k: v.to(torch.float16) for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+    config = json.loads((folder / "adapter_config.json").read_text())
+    scale = config["lora_alpha"] / config["r"]
+    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    out: dict[str, torch.Tensor] = {}
+    for key_a in [k for k in tensors if "lora_A" in k]:
+        key_b = key_a.replace("lora_A", "lora_B")
+        u, s, vh = torch.linalg.svd(tensors[key_b].float() @ tensors[key_a].float(), full_matrices=False)
+        root = s[:rank].sqrt()
+        out[key_b] = (u[:, :rank] * root).half().contiguous()
+        out[key_a] = (root[:, None] * vh[:rank]).half().contiguous()
+    save_file(out, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config.update(r=rank, lora_alpha=int(scale * rank))
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def main() -> None:
@@ -316,6 +328,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ship-rank", type=int, default=8, help="rank of the shipped (SVD-truncated) adapter")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--accum", type=int, default=4, help="sequences per optimizer step")
     parser.add_argument("--rank", type=int, default=16)
@@ -380,7 +393,7 @@ def main() -> None:
     # Name the base the way the service's config does, not by this machine's cache path.
     model.peft_config["default"].base_model_name_or_path = SMOLLM2_PACKAGE
     model.save_pretrained(str(args.out))
-    shrink_adapter(args.out / "adapter_model.safetensors")
+    shrink_adapter(args.out, args.ship_rank)
     card = model_card(
         args=args,
         dialogues=dialogues,
