@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Response, UploadFile
 
 from backend.api.deps import ServicesDep, require_api_key
 from backend.core.audio_utils import decode_audio_file, encode_wav
-from backend.core.exceptions import PayloadTooLarge
+from backend.core.exceptions import BadRequest, PayloadTooLarge
 from backend.models.api import (
     EmotionBrief,
     EmotionRequest,
@@ -126,8 +126,6 @@ async def transcribe(services: ServicesDep, file: UploadFile = File(...)) -> Tra
 async def speak(body: SpeakRequest, services: ServicesDep) -> Response:
     services.mentor.check_length(body.text)
     if body.sample_rate is not None and body.sample_rate not in OUTPUT_RATES:
-        from backend.core.exceptions import BadRequest
-
         raise BadRequest(f"sample_rate must be one of {OUTPUT_RATES}", code="invalid_sample_rate")
     rate = body.sample_rate or services.tts.native_rate
     pcm = await services.tts.synthesize(body.text, rate)

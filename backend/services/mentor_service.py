@@ -7,7 +7,7 @@ from typing import Any
 
 from backend.config import Settings
 from backend.core.audio_utils import FloatAudio
-from backend.core.exceptions import TextTooLong
+from backend.core.exceptions import SessionNotFound, TextTooLong
 from backend.engines.protocols import ChatMessage
 from backend.services.emotion_service import EmotionService
 from backend.services.llm_service import LLMService
@@ -80,8 +80,6 @@ class MentorService:
         if session_id is None:
             session_id = (await self.sessions.create()).session_id
         elif not await self.sessions.exists(session_id):
-            from backend.core.exceptions import SessionNotFound
-
             raise SessionNotFound(f"session {session_id!r} not found")
         prepared = await self.prepare(session_id, text.strip())
         reply = prepared.crisis_reply or await self.llm.complete(prepared.messages) or "I'm here with you."

@@ -123,7 +123,6 @@ class VoiceSession:
         self._partial_task: asyncio.Task[None] | None = None
         self._last_partial_ms = 0.0
         self._partial_budget_ok = True
-        self._partial_text = ""
 
     # ---- plumbing -------------------------------------------------------------------------------------------
     async def emit(self, message: m.ServerMessage, turn_id: str | None = None) -> None:
@@ -202,7 +201,7 @@ class VoiceSession:
         elif isinstance(msg, m.EndOfSpeechMessage):
             await self._flush(timed_out=False)
         elif isinstance(msg, m.InterruptMessage):
-            await self._interrupt("client")
+            self._interrupt_now("client")
         elif isinstance(msg, m.PlaybackMessage):
             if self.active is not None and msg.turn_id in (None, self.active.turn_id):
                 self.active.played_ms_ack = msg.played_ms
@@ -249,7 +248,7 @@ class VoiceSession:
             and reply.interrupted is None
             and result.speech_run_ms >= self.settings.vad.barge_in_min_ms
         ):
-            await self._interrupt("speech")
+            self._interrupt_now("speech")
         for utterance in result.utterances:
             await self._queue_utterance(utterance)
         if self.endpointer.triggered:
@@ -273,7 +272,6 @@ class VoiceSession:
         wall = self._wall_for_sample(utterance.speech_end_sample)
         if fallback_wall is not None:
             wall = min(wall, fallback_wall)
-        self._partial_text = ""
         self._last_partial_ms = 0.0
         self.endpointer.end_silence_ms = self.settings.vad.end_silence_ms
         try:
@@ -308,7 +306,6 @@ class VoiceSession:
         # A partial must finish inside the shortest end-of-turn silence, or it could delay the final transcript.
         self._partial_budget_ok = took_ms < 0.8 * self.settings.vad.min_end_silence_ms
         if result.text and self.endpointer.triggered:
-            self._partial_text = result.text
             words_per_s = len(result.text.split()) / max(self.endpointer.speech_ms / 1000, 0.5)
             self.endpointer.end_silence_ms = adaptive_end_silence_ms(self.settings.vad, result.text, words_per_s)
             await self.emit(m.PartialTranscript(text=result.text))
@@ -456,9 +453,6 @@ class VoiceSession:
         self.cancelled_turns.add(reply.turn_id)  # the sender drops everything of this turn still queued
         reply.task.cancel()
         return reply
-
-    async def _interrupt(self, reason: str) -> None:
-        self._interrupt_now(reason)
 
 
 def _first_error(exc: BaseException | None) -> BaseException | None:
