@@ -187,21 +187,17 @@ def generate(engine: Any, messages: Sequence[ChatMessage], max_new_tokens: int, 
     import torch
     from transformers import DynamicCache
 
+    from backend.engines.hf_llm import eos_ids, prompt_ids
+
     model, tokenizer = engine.model, engine.tokenizer
-    eos = model.generation_config.eos_token_id
-    stop: set[int] = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
-    if tokenizer.eos_token_id is not None:
-        stop.add(int(tokenizer.eos_token_id))
-    chat = [{"role": m.role, "content": m.content} for m in messages]
-    next_input = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)[
-        "input_ids"
-    ].to(engine.device)
+    stop = eos_ids(tokenizer, model.generation_config)
+    next_input = torch.tensor([prompt_ids(tokenizer, messages)], device=engine.device)
     generated: list[int] = []
     cache = DynamicCache()
     hit_limit = True
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            logits = model(input_ids=next_input, past_key_values=cache, use_cache=True).logits[0, -1].float()
+            logits = model(input_ids=next_input, use_cache=True, **{engine._cache_kw: cache}).logits[0, -1].float()
             if penalty > 1.0 and generated:
                 seen = torch.tensor(sorted(set(generated)), device=logits.device)
                 picked = logits[seen]
