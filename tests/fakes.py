@@ -133,9 +133,11 @@ class FakeTTS:
 
     def __init__(self) -> None:
         self.spoken: list[str] = []
+        self.emotions: list[str | None] = []
 
-    def synthesize(self, text: str) -> PCM16:
+    def synthesize(self, text: str, emotion: str | None = None) -> PCM16:
         self.spoken.append(text)
+        self.emotions.append(emotion)
         seconds = 0.06 * max(1, len(text.split()))
         return (tone(seconds, self.sample_rate, 440.0, 0.3) * 32767).astype(np.int16)
 

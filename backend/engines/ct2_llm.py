@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from backend.config import LLMSettings
+from backend.engines.chat_tokenizer import IncrementalDecoder
 from backend.engines.devices import resolve_compute_type, resolve_device
 from backend.engines.hf_llm import (
-    IncrementalDecoder,
     adapter_dir,
     display_name,
     eos_ids,
@@ -56,7 +56,7 @@ def build_ct2(settings: LLMSettings, cache_dir: Path, compute_type: str) -> Path
 
 
 class CT2LLM:
-    def __init__(self, settings: LLMSettings, cache_dir: Path) -> None:
+    def __init__(self, settings: LLMSettings, cache_dir: Path, threads: int = 2) -> None:
         import ctranslate2
         from transformers import AutoTokenizer, GenerationConfig
 
@@ -67,7 +67,7 @@ class CT2LLM:
         path = build_ct2(settings, cache_dir, self.compute_type)
         self.tokenizer: Any = AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
         self._generator = ctranslate2.Generator(
-            str(path), device=self.device, compute_type=self.compute_type, intra_threads=settings.threads
+            str(path), device=self.device, compute_type=self.compute_type, intra_threads=threads
         )
         self._settings = settings
         self._eos = eos_ids(self.tokenizer, GenerationConfig.from_pretrained(path / "tokenizer"))

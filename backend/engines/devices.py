@@ -4,11 +4,15 @@ from __future__ import annotations
 
 
 def cuda_available() -> bool:
+    """Asks CTranslate2 (always installed, for Whisper) rather than torch, so the CPU path never imports torch."""
     try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency, but keep STT usable without it
+        import ctranslate2
+    except ImportError:  # pragma: no cover - ctranslate2 comes with faster-whisper
         return False
-    return bool(torch.cuda.is_available())
+    try:
+        return int(ctranslate2.get_cuda_device_count()) > 0
+    except RuntimeError:  # pragma: no cover - a CUDA driver that fails to initialise counts as none
+        return False
 
 
 def resolve_device(device: str) -> str:

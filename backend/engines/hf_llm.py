@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.config import LLMSettings, resolve_model_ref
+from backend.engines.chat_tokenizer import IncrementalDecoder
 from backend.engines.devices import resolve_compute_type, resolve_device
 from backend.engines.protocols import ChatMessage
 
@@ -98,37 +99,19 @@ def prompt_ids(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
     return list(ids["input_ids"])
 
 
-class IncrementalDecoder:
-    """Token ids in, new text out; holds back an incomplete UTF-8 sequence until the next token completes it."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tokenizer = tokenizer
-        self._ids: list[int] = []
-        self._emitted = ""
-
-    def push(self, token: int) -> str:
-        self._ids.append(token)
-        text: str = self._tokenizer.decode(self._ids, skip_special_tokens=True)
-        if text.endswith("\ufffd") or len(text) <= len(self._emitted):
-            return ""
-        new, self._emitted = text[len(self._emitted) :], text
-        return new
-
-
 def display_name(settings: LLMSettings) -> str:
     return settings.display_name if settings.adapter_path else settings.display_name.split(" + ")[0]
 
 
 class TransformersLLM:
-    def __init__(self, settings: LLMSettings, cache_dir: Path) -> None:
+    def __init__(self, settings: LLMSettings, cache_dir: Path, threads: int = 2) -> None:
         import torch
 
         self.device = resolve_device(settings.device)
         dtype_name = resolve_compute_type(
             settings.compute_type, self.device, cpu_default="float32", cuda_default="bfloat16"
         )
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
+        torch.set_num_threads(threads)
         self.tokenizer, model = load_merged(settings, cache_dir, dtype_name)
         self.name = display_name(settings)
         self.model = model.to(self.device).eval()

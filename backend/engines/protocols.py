@@ -94,8 +94,8 @@ class TextToSpeech(Protocol):
     name: str
     sample_rate: int
 
-    def synthesize(self, text: str) -> PCM16:
-        """Mono PCM16 at ``sample_rate``."""
+    def synthesize(self, text: str, emotion: str | None = None) -> PCM16:
+        """Mono PCM16 at ``sample_rate``; ``emotion`` (the user's, e.g. "sadness") may shape the delivery."""
         ...
 
 

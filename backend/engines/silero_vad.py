@@ -31,13 +31,13 @@ class _SileroStream:
 class SileroVAD:
     frame_samples = 512
 
-    def __init__(self, settings: VADSettings) -> None:
+    def __init__(self, settings: VADSettings, threads: int = 1) -> None:
         import onnxruntime
 
         path = Path(resolve_model_ref("package:silero_vad/data")) / "silero_vad.onnx"
         opts = onnxruntime.SessionOptions()
         opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = 1
+        opts.intra_op_num_threads = threads
         self._session = onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.name = "Silero VAD v6 (ONNX)"
         self.settings = settings

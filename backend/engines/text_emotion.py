@@ -76,9 +76,12 @@ class EmotionHead:
 
 
 class MiniLMEmotion:
-    def __init__(self, settings: EmotionSettings) -> None:
+    def __init__(self, settings: EmotionSettings, threads: int = 1) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
         from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
 
         head_dir = Path(resolve_model_ref(settings.head_path))
         if not (head_dir / "head.safetensors").exists():

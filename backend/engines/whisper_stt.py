@@ -9,7 +9,7 @@ from backend.engines.protocols import Transcription
 
 
 class WhisperSTT:
-    def __init__(self, settings: STTSettings) -> None:
+    def __init__(self, settings: STTSettings, threads: int = 2) -> None:
         from faster_whisper import WhisperModel
 
         self.device = resolve_device(settings.device)
@@ -22,7 +22,7 @@ class WhisperSTT:
             resolve_model_ref(settings.model),
             device=self.device,
             compute_type=self.compute_type,
-            cpu_threads=settings.cpu_threads,
+            cpu_threads=threads,
             local_files_only=True,
         )
 

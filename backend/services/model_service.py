@@ -52,21 +52,32 @@ def quiet_third_party_logs() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     for name in ("sentence_transformers", "faster_whisper", "httpx", "huggingface_hub", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _llm_loader(settings: Settings) -> Callable[[], LanguageModel]:
+    """The configured LLM engine; only the chosen one's libraries are imported (llama.cpp needs no torch)."""
+    llm, cache, threads = settings.llm, settings.cache_dir, settings.threads.llm
+    if llm.engine == "llamacpp":
+        from backend.engines.llamacpp_llm import LlamaCppLLM
+
+        return lambda: LlamaCppLLM(llm, cache, threads, settings.threads.llm_batch)
+    if llm.engine == "ctranslate2":
+        from backend.engines.ct2_llm import CT2LLM
+
+        return lambda: CT2LLM(llm, cache, threads)
+    from backend.engines.hf_llm import TransformersLLM
+
+    return lambda: TransformersLLM(llm, cache, settings.threads.torch)
 
 
 def load_engines(settings: Settings) -> EngineSet:
     """Load the configured engines. Blocking (seconds): called from the lifespan in a worker thread."""
     quiet_third_party_logs()
-    from backend.engines.ct2_llm import CT2LLM
-    from backend.engines.hf_llm import TransformersLLM
+    from backend.engines.espeak_tts import EspeakTTS
     from backend.engines.prosody import ProsodyEmotion
-    from backend.engines.pyttsx3_tts import Pyttsx3TTS
     from backend.engines.silero_vad import SileroVAD
     from backend.engines.text_emotion import MiniLMEmotion
     from backend.engines.whisper_stt import WhisperSTT
@@ -76,7 +87,7 @@ def load_engines(settings: Settings) -> EngineSet:
         1,
         _Step("STT model", "stt.model"),
         settings.stt.display_name,
-        lambda: WhisperSTT(settings.stt),
+        lambda: WhisperSTT(settings.stt, settings.threads.stt),
         t,
         "stt",
     )
@@ -84,7 +95,7 @@ def load_engines(settings: Settings) -> EngineSet:
         2,
         _Step("emotion models", "emotion.head_path"),
         "MiniLM-L6 + emotion head, prosody",
-        lambda: MiniLMEmotion(settings.emotion),
+        lambda: MiniLMEmotion(settings.emotion, settings.threads.emotion),
         t,
         "emotion",
     )
@@ -93,19 +104,21 @@ def load_engines(settings: Settings) -> EngineSet:
         3,
         _Step("LLM", "llm.model / llm.adapter_path"),
         settings.llm.display_name,
-        lambda: (CT2LLM if settings.llm.engine == "ctranslate2" else TransformersLLM)(settings.llm, settings.cache_dir),
+        _llm_loader(settings),
         t,
         "llm",
     )
     tts: TextToSpeech = _load(
         4,
         _Step("TTS", "tts.voice"),
-        f"pyttsx3 + espeak-ng, voice {settings.tts.voice}",
-        lambda: Pyttsx3TTS(settings.tts),
+        f"espeak-ng, voice {settings.tts.voice}",
+        lambda: EspeakTTS(settings.tts),
         t,
         "tts",
     )
-    vad: VoiceActivity = _load(5, _Step("VAD", "vad.engine"), "Silero", lambda: SileroVAD(settings.vad), t, "vad")
+    vad: VoiceActivity = _load(
+        5, _Step("VAD", "vad.engine"), "Silero", lambda: SileroVAD(settings.vad, settings.threads.vad), t, "vad"
+    )
     return EngineSet(stt, vad, text_emotion, speech_emotion, llm, tts, load_seconds=t)
 
 
@@ -134,7 +147,7 @@ class ModelService:
         self.stt_runner = BoundedRunner("stt", workers=1, max_pending=settings.stt.max_pending)
         self.emotion_runner = BoundedRunner("emotion", workers=2, max_pending=64)
         self.llm_runner = BoundedRunner("llm", workers=1, max_pending=settings.llm.max_pending)
-        self.tts_runner = BoundedRunner("tts", workers=1, max_pending=settings.tts.max_pending)
+        self.tts_runner = BoundedRunner("tts", workers=settings.threads.tts, max_pending=settings.tts.max_pending)
         self.vad_runner = BoundedRunner("vad", workers=2, max_pending=1024)
 
     def describe(self) -> dict[str, dict[str, object]]:

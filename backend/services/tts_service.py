@@ -16,11 +16,12 @@ class TTSService:
     def native_rate(self) -> int:
         return self._models.engines.tts.sample_rate
 
-    def _synthesize(self, text: str, rate: int) -> PCM16:
-        pcm = self._models.engines.tts.synthesize(text)
+    def _synthesize(self, text: str, rate: int, emotion: str | None) -> PCM16:
+        pcm = self._models.engines.tts.synthesize(text, emotion)
         if rate == self.native_rate or pcm.size == 0:
             return pcm
         return float_to_pcm16(resample(pcm.astype(np.float32) / 32768.0, self.native_rate, rate))
 
-    async def synthesize(self, text: str, rate: int | None = None) -> PCM16:
-        return await self._models.tts_runner.run(self._synthesize, text, rate or self.native_rate)
+    async def synthesize(self, text: str, rate: int | None = None, emotion: str | None = None) -> PCM16:
+        """``emotion``: the user's primary emotion, which the voice may follow (slower and softer for sadness)."""
+        return await self._models.tts_runner.run(self._synthesize, text, rate or self.native_rate, emotion)

@@ -420,11 +420,13 @@ class VoiceSession:
             finally:
                 await sentences.put(None)
 
+        mood = prepared.emotion.get("primary_emotion") if prepared.emotion else None
+
         async def speak() -> None:
             started = False
             while (sentence := await sentences.get()) is not None:
                 t0 = time.monotonic()
-                pcm = await self.services.tts.synthesize(sentence, self.output_rate)
+                pcm = await self.services.tts.synthesize(sentence, self.output_rate, mood)
                 if reply.tts_first_audio_ms is None:
                     reply.tts_first_audio_ms = round(1000 * (time.monotonic() - t0), 1)
                 if pcm.size == 0:

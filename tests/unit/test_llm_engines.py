@@ -1,5 +1,5 @@
-"""Both LLM engines on a tiny random Llama (SmolLM2's real tokenizer, 2 layers): LoRA loading and merging,
-streaming, cancellation, and transformers/CTranslate2 parity. Builds in about a second."""
+"""The LLM engines (transformers, CTranslate2, llama.cpp) on a tiny random Llama (SmolLM2 tokenizer, 2 layers):
+LoRA merging, streaming, cancellation, prompt-cache reuse and greedy parity between engines. Builds in seconds."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from backend.config import LLMSettings, default_cache_dir
+from backend.engines.chat_tokenizer import ChatTokenizer
 from backend.engines.ct2_llm import CT2LLM, ct2_cache_dir
+from backend.engines.gguf_export import gguf_cache_dir
 from backend.engines.hf_llm import SMOLLM2_CACHE_NAME, TransformersLLM
+from backend.engines.llamacpp_llm import LlamaCppLLM
 from backend.engines.protocols import ChatMessage
 
 TOKENIZER_SOURCE = default_cache_dir() / SMOLLM2_CACHE_NAME
@@ -53,9 +56,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def settings_for(base: Path, adapter: Path | None, **extra: object) -> LLMSettings:
-    return LLMSettings(
-        model=str(base), adapter_path=str(adapter) if adapter else None, device="cpu", repetition_penalty=1.0, **extra
-    )  # type: ignore[arg-type]
+    values: dict[str, object] = {"repetition_penalty": 1.0, **extra}
+    return LLMSettings(model=str(base), adapter_path=str(adapter) if adapter else None, device="cpu", **values)  # type: ignore[arg-type]
 
 
 def generate(engine: TransformersLLM | CT2LLM, tokens: int = 12) -> str:
@@ -92,3 +94,54 @@ def test_cancel_stops_generation(engine_cls: type, tiny_model: tuple[Path, Path]
         if len(pieces) == 3:
             cancel.set()
     assert len(pieces) == 3
+
+
+def llamacpp(base: Path, adapter: Path | None, tmp_path: Path, quant: str = "F32", **extra: object) -> LlamaCppLLM:
+    return LlamaCppLLM(settings_for(base, adapter, gguf_quant=quant, **extra), tmp_path, threads=1)
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.15])
+def test_llamacpp_matches_transformers_greedy(tiny_model: tuple[Path, Path], tmp_path: Path, penalty: float) -> None:
+    """Unquantised GGUF: the same merged weights, the same prompt ids, our own greedy + penalty rule on top."""
+    base, adapter = tiny_model
+    hf = "".join(
+        TransformersLLM(settings_for(base, adapter, repetition_penalty=penalty), tmp_path).stream(
+            MESSAGES, 24, threading.Event()
+        )
+    )
+    engine = llamacpp(base, adapter, tmp_path, repetition_penalty=penalty)
+    assert "".join(engine.stream(MESSAGES, 24, threading.Event())) == hf
+    assert (gguf_cache_dir(settings_for(base, adapter), tmp_path, "F32") / "model.gguf").exists()
+
+
+def test_llamacpp_reuses_the_system_prompt_cache(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    engine = llamacpp(*tiny_model, tmp_path, quant="Q8_0")
+    first = "".join(engine.stream(MESSAGES, 12, threading.Event()))
+    assert engine.last_reused_tokens == 0
+    other = [MESSAGES[0], ChatMessage("user", "Something else entirely.")]
+    "".join(engine.stream(other, 12, threading.Event()))
+    system_tokens = len(engine.tokenizer.prompt_ids(MESSAGES[:1]))
+    assert engine.last_reused_tokens >= system_tokens - 3  # the persona's KV state was kept across turns
+    # Reusing cached state must not change the answer.
+    assert "".join(engine.stream(MESSAGES, 12, threading.Event())) == first
+
+
+def test_llamacpp_cancel_stops_generation(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    engine = llamacpp(*tiny_model, tmp_path, quant="Q8_0")
+    cancel = threading.Event()
+    pieces = []
+    for piece in engine.stream(MESSAGES, 50, cancel):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancel.set()
+    assert len(pieces) == 3
+
+
+def test_chat_tokenizer_renders_like_transformers(tiny_model: tuple[Path, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    from backend.engines.hf_llm import prompt_ids
+
+    base = tiny_model[0]
+    history = [*MESSAGES, ChatMessage("assistant", "Okay — tell me more."), ChatMessage("user", "émigré 🙂 ok")]
+    assert ChatTokenizer(base).prompt_ids(history) == prompt_ids(AutoTokenizer.from_pretrained(base), history)

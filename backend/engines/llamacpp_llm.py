@@ -1,0 +1,159 @@
+"""llama.cpp causal LM (the CPU default): the same SmolLM2 + mentor LoRA as the transformers engine, served from a GGUF
+prepared once into the cache (``scripts/prepare_models.py``).
+
+Neither torch nor transformers is imported here: the model's own ``tokenizer.json`` and chat template (through
+:class:`ChatTokenizer`) turn messages into token ids, which llama.cpp evaluates. Sampling is ours, on llama.cpp's
+logits, so stop rules, the repetition penalty (over generated tokens only) and greedy decoding behave exactly as in
+:class:`TransformersLLM`. The KV cache keeps the longest common prefix of the previous prompt: the persona system
+prompt (the same for every session) is evaluated once, and a session's next turn reuses its whole history.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from backend.config import LLMSettings
+from backend.engines.chat_tokenizer import ChatTokenizer, IncrementalDecoder
+from backend.engines.devices import resolve_device
+from backend.engines.protocols import ChatMessage
+
+
+def pick_token(
+    logits: npt.NDArray[np.float32],
+    generated: Sequence[int],
+    penalty: float,
+    temperature: float,
+    rng: np.random.Generator,
+) -> int:
+    """The transformers engine's rule: CTRL-style penalty on tokens already generated, then argmax or sampling."""
+    if penalty > 1.0 and generated:
+        seen = np.fromiter(set(generated), dtype=np.int64)
+        picked = logits[seen]
+        logits[seen] = np.where(picked > 0, picked / penalty, picked * penalty)
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    scaled = logits.astype(np.float64) / temperature
+    probs = np.exp(scaled - scaled.max())
+    return int(rng.choice(len(probs), p=probs / probs.sum()))
+
+
+class LlamaContext:
+    """One llama.cpp context over a GGUF: its own KV cache, evaluated with prefix reuse. Not thread-safe."""
+
+    def __init__(self, gguf: Path, *, threads: int, batch_threads: int, context_tokens: int, gpu: bool) -> None:
+        from llama_cpp import Llama
+
+        self._llama: Any = Llama(
+            model_path=str(gguf),
+            n_ctx=context_tokens,
+            n_batch=min(512, context_tokens),
+            n_threads=threads,
+            n_threads_batch=batch_threads,
+            n_gpu_layers=-1 if gpu else 0,
+            logits_all=False,
+            verbose=False,
+        )
+        self.n_ctx = context_tokens
+        self.n_vocab = int(self._llama.n_vocab())
+
+    def logits_after(self, tokens: Sequence[int]) -> tuple[npt.NDArray[np.float32], int]:
+        """Next-token logits after ``tokens`` and how many leading tokens came from the KV cache: only what
+        differs from the cached sequence is evaluated."""
+        llama = self._llama
+        cached = llama.input_ids[: llama.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(tokens) - 1)  # always decode at least one token so the logits are fresh
+        if not llama._ctx.kv_cache_seq_rm(-1, keep, -1):
+            keep = 0
+            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llama.n_tokens = keep
+        llama.eval(list(tokens[keep:]))
+        return self.last_logits(), keep
+
+    def push(self, token: int) -> npt.NDArray[np.float32]:
+        """Append one token to the cached sequence and return the logits after it."""
+        self._llama.eval([token])
+        return self.last_logits()
+
+    def last_logits(self) -> npt.NDArray[np.float32]:
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
+    def close(self) -> None:
+        self._llama.close()
+
+
+class LlamaCppLLM:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        cache_dir: Path,
+        threads: int = 1,
+        batch_threads: int = 2,
+        *,
+        gguf_dir: Path | None = None,
+    ) -> None:
+        from backend.engines.gguf_export import GGUF_FILE, ensure_gguf
+
+        self.device = resolve_device(settings.device)
+        self.compute_type = settings.gguf_quant
+        folder = gguf_dir or ensure_gguf(settings, cache_dir)
+        self.tokenizer = ChatTokenizer(folder)
+        self._ctx = LlamaContext(
+            folder / GGUF_FILE,
+            threads=threads,
+            batch_threads=batch_threads,
+            context_tokens=settings.context_tokens,
+            gpu=self.device == "cuda",
+        )
+        self._settings = settings
+        self._eos = self.tokenizer.eos_ids
+        self._rng = np.random.default_rng()
+        self._lock = threading.Lock()
+        self.name = settings.display_name + f" (llama.cpp {self.compute_type})"
+        self.last_prompt_tokens = 0
+        self.last_reused_tokens = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def stream(self, messages: Sequence[ChatMessage], max_new_tokens: int, cancel: threading.Event) -> Iterator[str]:
+        prompt = self.tokenizer.prompt_ids(messages)
+        room = self._ctx.n_ctx - max_new_tokens
+        if len(prompt) > room:  # keep the system prompt's cache: cut the oldest tokens after it instead
+            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the {self._ctx.n_ctx}-token context")
+        with self._lock:
+            if cancel.is_set():
+                return
+            logits, self.last_reused_tokens = self._ctx.logits_after(prompt)
+            self.last_prompt_tokens = len(prompt)
+            decoder = IncrementalDecoder(self.tokenizer)
+            generated: list[int] = []
+            for step in range(max_new_tokens):
+                if cancel.is_set():
+                    return
+                token = pick_token(
+                    logits, generated, self._settings.repetition_penalty, self._settings.temperature, self._rng
+                )
+                if token in self._eos:
+                    return
+                generated.append(token)
+                if piece := decoder.push(token):
+                    yield piece
+                if step + 1 < max_new_tokens:
+                    logits = self._ctx.push(token)
+
+    def close(self) -> None:
+        self._ctx.close()
