@@ -10,6 +10,7 @@ prompt (the same for every session) is evaluated once, and a session's next turn
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,6 +23,9 @@ from backend.config import LLMSettings
 from backend.engines.chat_tokenizer import ChatTokenizer, IncrementalDecoder
 from backend.engines.devices import resolve_device
 from backend.engines.protocols import ChatMessage
+
+SENTENCE_END_TOKENS = frozenset({".", "?", "!", "..."})
+_WORDS = re.compile(r"[\w']+")
 
 
 def pick_token(
@@ -102,6 +106,7 @@ class LlamaCppLLM:
         cache_dir: Path,
         threads: int = 1,
         batch_threads: int = 2,
+        turn_threads: int = 1,
         *,
         gguf_dir: Path | None = None,
     ) -> None:
@@ -125,6 +130,15 @@ class LlamaCppLLM:
         self.name = settings.display_name + f" (llama.cpp {self.compute_type})"
         self.last_prompt_tokens = 0
         self.last_reused_tokens = 0
+        # End-of-turn scoring gets its own small context (own KV cache, one thread): it runs while another
+        # session's reply is being generated, and must not evict that reply's cached prompt.
+        self._turn_ctx = LlamaContext(
+            folder / GGUF_FILE, threads=turn_threads, batch_threads=turn_threads, context_tokens=256, gpu=False
+        )
+        self._turn_lock = threading.Lock()
+        self._sentence_end = [
+            i for i in range(self._turn_ctx.n_vocab) if self.tokenizer.decode([i]).strip() in SENTENCE_END_TOKENS
+        ]
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
@@ -155,5 +169,20 @@ class LlamaCppLLM:
                 if step + 1 < max_new_tokens:
                     logits = self._ctx.push(token)
 
+    def sentence_end_probability(self, transcript: str) -> float:
+        """P(the speaker's sentence is finished) from the language model alone: the probability that the next
+        token after the lower-cased, unpunctuated transcript is sentence-final punctuation. Near 0 after
+        "and", "because", "I was going to"; high after a complete clause. One forward pass (~10-40 ms)."""
+        words = _WORDS.findall(transcript.lower())
+        if not words:
+            return 0.0
+        ids = self.tokenizer.encode(" ".join(words))[-200:]
+        with self._turn_lock:
+            logits, _ = self._turn_ctx.logits_after(ids)
+        logits = logits.astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        return float(probs[self._sentence_end].sum() / probs.sum())
+
     def close(self) -> None:
         self._ctx.close()
+        self._turn_ctx.close()

@@ -138,6 +138,7 @@ class Metrics(ServerMessage):
     tokens: int = 0
     audio_seconds: float = 0.0
     user_audio_seconds: float | None = None
+    transcript_reused: bool = False  # the pause's partial transcript served as the final one (no second STT)
 
 
 class TurnEnd(ServerMessage):

@@ -58,6 +58,33 @@ def adaptive_end_silence_ms(settings: VADSettings, partial_text: str, words_per_
     return int(min(max(wait, settings.min_end_silence_ms), settings.max_end_silence_ms))
 
 
+# The LLM's P(sentence finished) for a pause transcript (see LlamaCppLLM.sentence_end_probability).
+LM_INCOMPLETE_BELOW = 0.05  # "and", "because", "I was going to": the sentence cannot end here
+LM_COMPLETE_ABOVE = 0.3
+
+
+def combined_end_silence_ms(
+    settings: VADSettings, partial_text: str, words_per_second: float | None, p_sentence_end: float | None
+) -> int:
+    """The wait after a pause, from three signals: the rules (dangling word, Whisper's punctuation), the LLM's
+    P(sentence finished) and the speaking rate. End early only when the rules and the LLM agree the sentence is
+    finished; wait the longest when either sees it unfinished; in between when they disagree. Never beyond
+    ``max_end_silence_ms``. Without an LLM score this is :func:`adaptive_end_silence_ms`."""
+    rules = adaptive_end_silence_ms(settings, partial_text, words_per_second)
+    if not settings.adaptive or p_sentence_end is None:
+        return rules
+    base = float(settings.end_silence_ms)
+    if p_sentence_end < LM_INCOMPLETE_BELOW:
+        wait = max(rules, base * 1.8)
+    elif rules < base and p_sentence_end >= LM_COMPLETE_ABOVE:
+        wait = rules  # both say finished: the rules' shorter wait stands
+    elif rules < base:
+        wait = base  # the rules say finished, the LLM is unsure: the default wait
+    else:
+        wait = rules if p_sentence_end < LM_COMPLETE_ABOVE else (rules + base) / 2
+    return int(min(max(wait, settings.min_end_silence_ms), settings.max_end_silence_ms))
+
+
 class Endpointer:
     def __init__(self, settings: VADSettings, stream: VADStream, frame_samples: int = 512) -> None:
         self.settings = settings
@@ -80,6 +107,11 @@ class Endpointer:
     @property
     def utterance_audio(self) -> FloatAudio:
         return np.concatenate(self._speech) if self._speech else np.zeros(0, dtype=np.float32)
+
+    @property
+    def last_speech_end(self) -> int:
+        """Stream position (16 kHz samples) of the last frame of speech."""
+        return self._last_speech_end
 
     @property
     def silence_ms(self) -> float:

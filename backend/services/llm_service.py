@@ -73,5 +73,15 @@ class LLMService:
             cancel.set()
             # Generation stops at the next token; never wait for it here (barge-in must be fast).
 
+    async def sentence_end_probability(self, transcript: str) -> float | None:
+        """The LLM's P(sentence finished) for a pause's transcript; None when the engine cannot score it."""
+        score = getattr(self._models.engines.llm, "sentence_end_probability", None)
+        if score is None or not transcript.strip():
+            return None
+        runner = self._models.turn_runner
+        if runner.pending >= runner.max_pending:
+            return None  # a busy scorer must never delay a turn: fall back to the rules
+        return float(await runner.run(score, transcript))
+
     async def complete(self, messages: list[ChatMessage]) -> str:
         return "".join([piece async for piece in self.stream(messages)]).strip()

@@ -63,7 +63,7 @@ def _llm_loader(settings: Settings) -> Callable[[], LanguageModel]:
     if llm.engine == "llamacpp":
         from backend.engines.llamacpp_llm import LlamaCppLLM
 
-        return lambda: LlamaCppLLM(llm, cache, threads, settings.threads.llm_batch)
+        return lambda: LlamaCppLLM(llm, cache, threads, settings.threads.llm_batch, settings.threads.turn)
     if llm.engine == "ctranslate2":
         from backend.engines.ct2_llm import CT2LLM
 
@@ -149,6 +149,8 @@ class ModelService:
         self.llm_runner = BoundedRunner("llm", workers=1, max_pending=settings.llm.max_pending)
         self.tts_runner = BoundedRunner("tts", workers=settings.threads.tts, max_pending=settings.tts.max_pending)
         self.vad_runner = BoundedRunner("vad", workers=2, max_pending=1024)
+        # End-of-turn scoring: one small job per pause, never queued behind a long reply.
+        self.turn_runner = BoundedRunner("turn", workers=1, max_pending=64)
 
     def describe(self) -> dict[str, dict[str, object]]:
         e = self.engines
@@ -177,6 +179,7 @@ class ModelService:
             self.llm_runner,
             self.tts_runner,
             self.vad_runner,
+            self.turn_runner,
         ):
             runner.shutdown()
         self.engines.close()

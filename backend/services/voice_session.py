@@ -28,13 +28,12 @@ from backend.core.audio_utils import STT_RATE, FloatAudio, frames, pcm16_bytes_t
 from backend.core.exceptions import ClarityError
 from backend.models import messages as m
 from backend.services.container import Services
-from backend.services.endpointing import Endpointer, Utterance, adaptive_end_silence_ms
+from backend.services.endpointing import Endpointer, Utterance
 from backend.services.mentor_service import PreparedTurn
+from backend.services.turn_taking import PauseTranscript, TurnTaker
 
 log = logging.getLogger(__name__)
 SENTENCE_END = re.compile(r"(.+?[.!?]+[\"')\]]?)\s+", re.DOTALL)
-PARTIAL_INTERVAL_MS = 700.0
-PAUSE_PARTIAL_MS = 96.0  # three VAD frames of silence
 OUTBOX_SIZE = 512
 
 
@@ -101,6 +100,7 @@ class ActiveReply:
 class PendingUtterance:
     utterance: Utterance
     speech_end_wall: float
+    pause_transcript: PauseTranscript | None = None  # made at the pause onset, when no speech followed
 
 
 class VoiceSession:
@@ -120,9 +120,13 @@ class VoiceSession:
         self.active: ActiveReply | None = None
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
         self._first_frame_wall: dict[str, float] = {}
-        self._partial_task: asyncio.Task[None] | None = None
-        self._last_partial_ms = 0.0
-        self._partial_budget_ok = True
+        self.turns = TurnTaker(
+            self.settings.vad,
+            self.endpointer,
+            services.stt.transcribe,
+            services.llm.sentence_end_probability,
+            lambda text: self.emit(m.PartialTranscript(text=text)),
+        )
 
     # ---- plumbing -------------------------------------------------------------------------------------------
     async def emit(self, message: m.ServerMessage, turn_id: str | None = None) -> None:
@@ -140,13 +144,12 @@ class VoiceSession:
             await self._receiver()
         finally:
             self._interrupt_now("client")  # nothing more to say to a closed socket
-            for task in (worker, sender, self._partial_task):
-                if task is not None:
-                    task.cancel()
-            for task in (worker, sender, self._partial_task):
-                if task is not None:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            self.turns.cancel()
+            for task in (worker, sender):
+                task.cancel()
+            for task in (worker, sender):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     def _ready(self) -> m.Ready:
         return m.Ready(
@@ -251,8 +254,7 @@ class VoiceSession:
             self._interrupt_now("speech")
         for utterance in result.utterances:
             await self._queue_utterance(utterance)
-        if self.endpointer.triggered:
-            self._maybe_partial()
+        self.turns.on_audio(stt_busy=self.services.models.stt_runner.pending > 0 or not self.utterances.empty())
 
     async def _flush(self, *, timed_out: bool) -> None:
         had_audio = self.endpointer.heard_audio_since_emit
@@ -272,43 +274,11 @@ class VoiceSession:
         wall = self._wall_for_sample(utterance.speech_end_sample)
         if fallback_wall is not None:
             wall = min(wall, fallback_wall)
-        self._last_partial_ms = 0.0
-        self.endpointer.end_silence_ms = self.settings.vad.end_silence_ms
+        pause = self.turns.take(utterance)
         try:
-            self.utterances.put_nowait(PendingUtterance(utterance, wall))
+            self.utterances.put_nowait(PendingUtterance(utterance, wall, pause))
         except asyncio.QueueFull:
             await self.error("busy", "too many utterances are waiting; this one was dropped, please repeat it")
-
-    # ---- partial transcripts (budgeted) ---------------------------------------------------------------------
-    def _maybe_partial(self) -> None:
-        ep = self.endpointer
-        # Partials every PARTIAL_INTERVAL_MS of speech, and one as soon as a pause starts: that is when the
-        # end-of-turn wait is decided (a pause after "and" or "because" should not end the turn).
-        pause_started = ep.silence_ms >= PAUSE_PARTIAL_MS and ep.speech_ms > self._last_partial_ms
-        if (
-            not self._partial_budget_ok
-            or (self._partial_task is not None and not self._partial_task.done())
-            or (ep.speech_ms - self._last_partial_ms < PARTIAL_INTERVAL_MS and not pause_started)
-            or self.services.models.stt_runner.pending > 0
-            or not self.utterances.empty()
-        ):
-            return
-        self._last_partial_ms = ep.speech_ms
-        self._partial_task = asyncio.create_task(self._partial(ep.utterance_audio))
-
-    async def _partial(self, audio: FloatAudio) -> None:
-        start = time.monotonic()
-        try:
-            result = await self.services.stt.transcribe(audio)
-        except ClarityError:
-            return
-        took_ms = 1000 * (time.monotonic() - start)
-        # A partial must finish inside the shortest end-of-turn silence, or it could delay the final transcript.
-        self._partial_budget_ok = took_ms < 0.8 * self.settings.vad.min_end_silence_ms
-        if result.text and self.endpointer.triggered:
-            words_per_s = len(result.text.split()) / max(self.endpointer.speech_ms / 1000, 0.5)
-            self.endpointer.end_silence_ms = adaptive_end_silence_ms(self.settings.vad, result.text, words_per_s)
-            await self.emit(m.PartialTranscript(text=result.text))
 
     # ---- turns ----------------------------------------------------------------------------------------------
     async def _turn_worker(self) -> None:
@@ -331,7 +301,10 @@ class VoiceSession:
         metrics = m.Metrics(turn_id=turn_id, user_audio_seconds=round(audio.size / STT_RATE, 3))
         await self.emit(m.Status(message="Transcribing...", turn_id=turn_id))
         t0 = time.monotonic()
-        transcription = await self.services.stt.transcribe(audio)
+        # The pause's transcript covers every word when no speech followed it: no second STT pass.
+        early = await pending.pause_transcript.result() if pending.pause_transcript is not None else None
+        transcription = early if early is not None else await self.services.stt.transcribe(audio)
+        metrics.transcript_reused = early is not None
         metrics.stt_ms = round(1000 * (time.monotonic() - t0), 1)
         text = transcription.text.strip()
         if not text:
