@@ -151,28 +151,14 @@ class DBSettings(BaseModel):
     echo: bool = False
 
 
-class CrisisResourceSettings(BaseModel):
-    name: str
-    contact: str
-
-
 class SafetySettings(BaseModel):
     enabled: bool = True
+    # Wording and resources per locale and category live in configs/safety/resources.yaml.
     locale: str = "en-US"
-    resources: dict[str, list[CrisisResourceSettings]] = Field(
-        default_factory=lambda: {
-            "en-US": [
-                CrisisResourceSettings(name="988 Suicide & Crisis Lifeline", contact="call or text 988"),
-                CrisisResourceSettings(name="Emergency services", contact="call 911"),
-            ]
-        }
-    )
-
-    @model_validator(mode="after")
-    def _locale_known(self) -> SafetySettings:
-        if self.locale not in self.resources:
-            raise ValueError(f"safety.locale {self.locale!r} has no entry in safety.resources")
-        return self
+    # The learned crisis classifier (rules OR classifier); null: the rules alone.
+    classifier_path: str | None = "models/crisis-text"
+    # P(crisis) at or above which a message is a crisis; null: the threshold chosen at training time.
+    classifier_threshold: float | None = Field(None, gt=0, lt=1)
 
 
 class SecuritySettings(BaseModel):

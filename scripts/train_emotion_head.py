@@ -64,6 +64,7 @@ class FitConfig:
     batch_size: int = 32
     C: float = 4.0  # logistic regression that initialises the head
     label_smoothing: float = 0.0
+    class_weight_power: float = 1.0  # 1 = fully balanced class weights, 0 = none
     bf16: bool = True  # autocast training steps to bfloat16 where the CPU has native support (AVX512-BF16/AMX)
     seed: int = 13
 
@@ -127,8 +128,10 @@ def bert_of(encoder: Any) -> Any:
 class EmotionTrainer:
     """Caches the frozen bottom of MiniLM once; fits LoRA-on-top + head on any subset of the cached lines."""
 
-    def __init__(self, encoder: Any, cfg: FitConfig, device: str = "cpu") -> None:
+    def __init__(self, encoder: Any, cfg: FitConfig, device: str = "cpu", classes: int = len(EMOTIONS)) -> None:
         import torch
+
+        self.classes = classes
 
         self.torch = torch
         self.cfg = cfg
@@ -237,7 +240,7 @@ class EmotionTrainer:
         if frozen is None:
             frozen = self.frozen(states)
         init = LogisticRegression(C=cfg.C, max_iter=3000, class_weight="balanced", random_state=cfg.seed).fit(frozen, y)
-        head = torch.nn.Linear(frozen.shape[1], len(EMOTIONS)).to(self.device)
+        head = torch.nn.Linear(frozen.shape[1], self.classes).to(self.device)
         # sklearn's coef_ can be Fortran-ordered: make the head's tensors C-contiguous.
         head.weight.data = torch.tensor(np.ascontiguousarray(init.coef_), dtype=torch.float32, device=self.device)
         head.bias.data = torch.tensor(np.ascontiguousarray(init.intercept_), dtype=torch.float32, device=self.device)
@@ -246,10 +249,9 @@ class EmotionTrainer:
         opt = torch.optim.AdamW(
             [{"params": lora_params, "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}], weight_decay=0.0
         )
-        counts = np.bincount(y, minlength=len(EMOTIONS))
-        weights = torch.tensor(
-            len(y) / (len(EMOTIONS) * np.maximum(counts, 1)), dtype=torch.float32, device=self.device
-        )
+        counts = np.bincount(y, minlength=self.classes)
+        balanced = len(y) / (self.classes * np.maximum(counts, 1))
+        weights = torch.tensor(balanced**cfg.class_weight_power, dtype=torch.float32, device=self.device)
         labels = torch.tensor(y, device=self.device)
         lengths = np.array([s.shape[0] for s in states], dtype=np.float64)
         members = [np.flatnonzero(groups == g) for g in np.unique(groups)]

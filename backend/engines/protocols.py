@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from backend.core.audio_types import PCM16, FloatAudio
 
@@ -110,6 +110,7 @@ class EngineSet:
     llm: LanguageModel
     tts: TextToSpeech
     load_seconds: dict[str, float] = field(default_factory=dict)
+    crisis: Any = None  # the learned crisis classifier (CrisisClassifier); None: the rules alone
 
     def close(self) -> None:
         for engine in (self.stt, self.vad, self.text_emotion, self.speech_emotion, self.llm, self.tts):

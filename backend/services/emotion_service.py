@@ -13,6 +13,10 @@ class EmotionService:
     def __init__(self, models: ModelService) -> None:
         self._models = models
 
+    @property
+    def models(self) -> ModelService:
+        return self._models
+
     async def text_scores(self, text: str) -> dict[str, float]:
         engine = self._models.engines.text_emotion
         return (await self._models.emotion_runner.run(engine.predict, [text]))[0]

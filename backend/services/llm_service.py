@@ -20,7 +20,11 @@ class LLMService:
         self._models = models
 
     def messages(
-        self, history: Sequence[HistoryTurn], user_text: str, emotion: dict[str, Any] | None
+        self,
+        history: Sequence[HistoryTurn],
+        user_text: str,
+        emotion: dict[str, Any] | None,
+        check_in: str | None = None,
     ) -> list[ChatMessage]:
         llm = self._models.engines.llm
         return build_messages(
@@ -29,6 +33,7 @@ class LLMService:
             emotion,
             count_tokens=llm.count_tokens,
             history_token_budget=self._models.settings.llm.history_token_budget,
+            check_in=check_in,
         )
 
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,13 +11,16 @@ from backend.config import Settings
 from backend.core.audio_utils import FloatAudio
 from backend.core.exceptions import SessionNotFound, TextTooLong
 from backend.engines.protocols import ChatMessage
+from backend.services.crisis import CHECK_IN_NOTE, SAFE_REPLACEMENT, decide, guard_sentence, load_wording
 from backend.services.emotion_service import EmotionService
 from backend.services.llm_service import LLMService
 from backend.services.prompting import HistoryTurn
-from backend.services.safety import CrisisDetector, CrisisResource, crisis_reply
+from backend.services.safety import CrisisDetector
 from backend.services.session_service import SessionService
 
+log = logging.getLogger(__name__)
 HISTORY_TURNS_FOR_PROMPT = 24
+CHECK_IN_TURNS = 6  # after a crisis turn, this many later turns keep the gentle check-in note
 
 
 @dataclass(slots=True)
@@ -26,6 +31,7 @@ class PreparedTurn:
     crisis_category: str | None
     crisis_reply: str | None
     messages: list[ChatMessage]
+    crisis_source: str | None = None  # which rule or classifier view decided it (logged, never shown)
 
 
 class MentorService:
@@ -35,9 +41,7 @@ class MentorService:
         self.llm = llm
         self.sessions = sessions
         self.detector = CrisisDetector()
-        self.resources = [
-            CrisisResource(name=r.name, contact=r.contact) for r in settings.safety.resources[settings.safety.locale]
-        ]
+        self.wording = load_wording(settings.safety.locale)
 
     def check_length(self, text: str) -> None:
         limit = self.settings.server.max_text_chars
@@ -46,7 +50,7 @@ class MentorService:
 
     async def prompt_history(self, session_id: str) -> list[HistoryTurn]:
         stored = await self.sessions.get(session_id, last_turns=HISTORY_TURNS_FOR_PROMPT)
-        return [HistoryTurn(t.role, t.content, t.emotion, t.interrupted) for t in stored.turns]
+        return [HistoryTurn(t.role, t.content, t.emotion, t.interrupted, t.safety) for t in stored.turns]
 
     async def prepare(
         self, session_id: str, text: str, audio_16k: FloatAudio | None = None, *, turn_id: str | None = None
@@ -54,14 +58,39 @@ class MentorService:
         """Read the emotion, store the user's turn (before anything can fail later), check safety, build the prompt."""
         history = await self.prompt_history(session_id)
         emotion = await self.emotion.analyze(text, audio_16k)
-        verdict = self.detector.check(text) if self.settings.safety.enabled else None
-        category = verdict.category if verdict is not None and verdict.is_crisis else None
+        category = source = None
+        if self.settings.safety.enabled:
+            earlier = [t.content for t in history if t.role == "user"]
+            models = self.emotion.models
+            decision = await models.emotion_runner.run(decide, self.detector, models.engines.crisis, text, earlier)
+            category, source = decision.category, decision.source
+            if category:
+                log.warning("crisis turn in session %s: %s (%s)", session_id, category, source)
         await self.sessions.add_turn(
             session_id, "user", text, emotion=emotion, safety=category is not None, turn_id=turn_id
         )
-        reply = crisis_reply(category, self.resources) if category else None
-        messages = [] if category else self.llm.messages(history, text, emotion)
-        return PreparedTurn(session_id, text, emotion, category, reply, messages)
+        reply = self.wording.reply(category) if category else None
+        check_in = CHECK_IN_NOTE if any(t.safety for t in history[-CHECK_IN_TURNS:]) else None
+        messages = [] if category else self.llm.messages(history, text, emotion, check_in)
+        return PreparedTurn(session_id, text, emotion, category, reply, messages, source)
+
+    def guard(self, sentence: str, session_id: str) -> str:
+        """A generated sentence as it may be spoken: one that breaks a guard rule is replaced and logged."""
+        code = guard_sentence(sentence)
+        if code is None:
+            return sentence
+        log.warning("reply guard %s replaced a sentence in session %s", code, session_id)
+        return SAFE_REPLACEMENT
+
+    def guard_text(self, text: str, session_id: str) -> str:
+        """A whole reply, sentence by sentence; everything after a replaced sentence is dropped."""
+        kept: list[str] = []
+        for sentence in re.findall(r"[^.!?]+[.!?]*", text):
+            safe = self.guard(sentence.strip(), session_id)
+            kept.append(safe)
+            if safe is SAFE_REPLACEMENT:
+                break
+        return " ".join(s for s in kept if s)
 
     async def save_reply(
         self, prepared: PreparedTurn, reply: str, *, interrupted: bool = False, turn_id: str | None = None
@@ -82,6 +111,10 @@ class MentorService:
         elif not await self.sessions.exists(session_id):
             raise SessionNotFound(f"session {session_id!r} not found")
         prepared = await self.prepare(session_id, text.strip())
-        reply = prepared.crisis_reply or await self.llm.complete(prepared.messages) or "I'm here with you."
+        if prepared.crisis_reply is not None:
+            reply = prepared.crisis_reply
+        else:
+            generated = await self.llm.complete(prepared.messages) or "I'm here with you."
+            reply = self.guard_text(generated, session_id)
         await self.save_reply(prepared, reply)
         return prepared, reply

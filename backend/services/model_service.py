@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -91,11 +91,23 @@ def load_engines(settings: Settings) -> EngineSet:
         t,
         "stt",
     )
-    text_emotion: TextEmotion = _load(
+    safety = settings.safety
+    crisis_path = safety.classifier_path if safety.enabled else None
+
+    def emotion_models() -> tuple[TextEmotion, Any]:
+        emotion = MiniLMEmotion(settings.emotion, settings.threads.emotion)
+        if crisis_path is None:
+            return emotion, None
+        from backend.engines.crisis_head import CrisisClassifier
+
+        threshold = safety.classifier_threshold
+        return emotion, CrisisClassifier(crisis_path, settings.emotion.encoder, settings.threads.emotion, threshold)
+
+    text_emotion, crisis = _load(
         2,
-        _Step("emotion models", "emotion.head_path"),
-        "MiniLM-L6 + emotion head, prosody",
-        lambda: MiniLMEmotion(settings.emotion, settings.threads.emotion),
+        _Step("emotion models", "emotion.head_path / safety.classifier_path"),
+        "MiniLM-L6 + emotion head, crisis classifier, prosody" if crisis_path else "MiniLM-L6 + emotion head, prosody",
+        emotion_models,
         t,
         "emotion",
     )
@@ -119,7 +131,7 @@ def load_engines(settings: Settings) -> EngineSet:
     vad: VoiceActivity = _load(
         5, _Step("VAD", "vad.engine"), "Silero", lambda: SileroVAD(settings.vad, settings.threads.vad), t, "vad"
     )
-    return EngineSet(stt, vad, text_emotion, speech_emotion, llm, tts, load_seconds=t)
+    return EngineSet(stt, vad, text_emotion, speech_emotion, llm, tts, load_seconds=t, crisis=crisis)
 
 
 def warm_up(engines: EngineSet) -> None:

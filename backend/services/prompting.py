@@ -23,6 +23,7 @@ class HistoryTurn:
     content: str
     emotion: dict[str, Any] | None = None
     interrupted: bool = False
+    safety: bool = False  # a crisis turn (the user's message, or the safety reply to it)
 
 
 def emotion_tag(emotion: dict[str, Any] | None) -> str:
@@ -44,6 +45,7 @@ def build_messages(
     *,
     count_tokens: Callable[[str], int],
     history_token_budget: int,
+    check_in: str | None = None,
 ) -> list[ChatMessage]:
     """Persona + as much recent history as fits the budget (newest first, whole turns) + the new user turn."""
     kept: list[ChatMessage] = []
@@ -59,4 +61,6 @@ def build_messages(
     while kept and kept[0].role != "user":  # a window must not open on an orphan assistant reply
         kept.pop(0)
     current = render_turn(HistoryTurn("user", user_text, emotion))
-    return [ChatMessage("system", PERSONA), *kept, current]
+    # After a crisis turn, a note right before the new message (the persona prefix stays cacheable).
+    note = [ChatMessage("system", check_in)] if check_in else []
+    return [ChatMessage("system", PERSONA), *kept, *note, current]

@@ -30,11 +30,8 @@ from typing import Final
 
 __all__ = [
     "CATEGORIES",
-    "DEFAULT_RESOURCES",
     "CrisisDetector",
-    "CrisisResource",
     "SafetyVerdict",
-    "crisis_reply",
 ]
 
 IMMEDIATE_DANGER: Final = "immediate_danger"
@@ -50,18 +47,6 @@ class SafetyVerdict:
     category: str | None  # "suicidal_ideation" | "self_harm" | "immediate_danger" | None
     matched: str | None  # the rule and phrase that fired, for logs
 
-
-@dataclass(frozen=True, slots=True)
-class CrisisResource:
-    name: str  # e.g. "988 Suicide & Crisis Lifeline"
-    contact: str  # e.g. "call or text 988"
-
-
-#: A reasonable default (United States); deployments elsewhere should pass their own list.
-DEFAULT_RESOURCES: Final[tuple[CrisisResource, ...]] = (
-    CrisisResource("988 Suicide & Crisis Lifeline", "call or text 988"),
-    CrisisResource("Crisis Text Line", "text HOME to 741741"),
-)
 
 _NO_CRISIS: Final = SafetyVerdict(is_crisis=False, category=None, matched=None)
 
@@ -738,48 +723,3 @@ class CrisisDetector:
                 fired = f"{rule.name}: {match.group(0)}"
                 return SafetyVerdict(is_crisis=True, category=rule.category, matched=fired)
         return _NO_CRISIS
-
-
-# --------------------------------------------------------------------------------------------------
-# Reply
-# --------------------------------------------------------------------------------------------------
-
-
-def _resource_sentence(resources: list[CrisisResource]) -> str:
-    if not resources:
-        return "Please reach out right now to someone you trust or to a local crisis line."
-    listing = "; ".join(f"{r.name}: {r.contact}" for r in resources)
-    return f"Please reach out right now to {listing}" + ("" if listing.endswith(".") else ".")
-
-
-def crisis_reply(category: str, resources: list[CrisisResource]) -> str:
-    """A short, kind, deterministic reply for a detected crisis, suitable for text-to-speech.
-
-    ``immediate_danger`` leads with emergency services; any other value (including an unknown
-    category) gets the supportive wording, which still points to emergency services.
-    """
-    if category == IMMEDIATE_DANGER:
-        if resources:
-            listing = "; ".join(f"{r.name}: {r.contact}" for r in resources)
-            support = f"When you can, you can also reach {listing}" + ("" if listing.endswith(".") else ".")
-        else:
-            support = "When you can, please also reach out to someone you trust."
-        sentences = [
-            "If you are in immediate danger, please call your local emergency services right now.",
-            "You matter, and your safety comes first.",
-            support,
-            "I'm here with you, and you don't have to face this alone.",
-        ]
-    else:
-        opening = (
-            "Thank you for telling me; I'm so sorry you're hurting, and you matter."
-            if category == SELF_HARM
-            else "I'm really glad you told me, and I want you to know that you matter."
-        )
-        sentences = [
-            opening,
-            _resource_sentence(resources),
-            "If you are in immediate danger, please contact your local emergency services now.",
-            "You don't have to go through this alone, and I'm here with you.",
-        ]
-    return " ".join(sentences)

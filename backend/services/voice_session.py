@@ -372,19 +372,33 @@ class VoiceSession:
                     pieces: Any = _aiter([prepared.crisis_reply + " "])
                 else:
                     pieces = self.services.llm.stream(prepared.messages)
+                guarded = prepared.crisis_reply is None
+
+                async def say(sentence: str) -> bool:
+                    """Guard, then show and speak one sentence; False when it was replaced (stop there)."""
+                    safe = self.services.mentor.guard(sentence, self.session_id) if guarded else sentence
+                    delta = (" " if reply.text else "") + safe
+                    reply.text += delta
+                    await self.emit(m.ResponseDelta(text=delta, turn_id=turn_id), turn_id)
+                    await sentences.put(safe)
+                    return safe is sentence
+
+                flagged = False
                 async for piece in pieces:
                     if reply.llm_first_token is None:
                         reply.llm_first_token = time.monotonic()
                     reply.tokens += 1
-                    reply.text += piece
                     buffer += piece
-                    await self.emit(m.ResponseDelta(text=piece, turn_id=turn_id), turn_id)
                     done, buffer = split_sentences(buffer, first=not chunked)
                     for sentence in done:
                         chunked = True
-                        await sentences.put(sentence)
-                if buffer.strip():
-                    await sentences.put(buffer.strip())
+                        if not await say(sentence):
+                            flagged = True
+                            break
+                    if flagged:
+                        break
+                if buffer.strip() and not flagged:
+                    await say(buffer.strip())
                 reply.llm_done = time.monotonic()
                 if not reply.text.strip():
                     reply.text = "I'm here with you. Tell me a little more about what's on your mind."

@@ -2,11 +2,13 @@
 
     python -m scripts.bench.bench_endpointing
 
-Each utterance is spoken by espeak-ng with SSML pauses inside the sentence (400-900 ms, where people hesitate:
-after "and", "because", "um"), followed by 2 s of silence. The audio goes through the real Silero VAD and the
-service's Endpointer in 32 ms frames, the way /ws/voice feeds it. Policies compared: fixed end-of-turn silence
-(400, 600, 800, 1000 ms) and the adaptive policy, which re-times the end silence from real Whisper partial
-transcripts every 700 ms of speech and at the start of each pause, as the WebSocket session does.
+Each utterance is spoken by two espeak-ng voices with SSML pauses inside the sentence (500-900 ms, where people
+hesitate: after a comma, "and", "because", "um"), followed by 2 s of silence; a few have no pause (delay only).
+The audio goes through the real Silero VAD and the service's Endpointer in 32 ms frames, as /ws/voice feeds it.
+Policies compared: fixed end-of-turn silence
+(400, 600, 800, 1000 ms), the adaptive rules (dangling word, punctuation, speaking rate) and the served policy,
+rules combined with the LLM's P(sentence finished) (llama.cpp), re-timed from real Whisper partial transcripts
+every 700 ms of speech and at the start of each pause, as the WebSocket session does.
 A false cut-off is an utterance that ended before the speaker finished; added delay is true end of speech ->
 end of turn. Prints a table, saves a plot.
 """
@@ -14,6 +16,7 @@ end of turn. Prints a table, saves a plot.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,7 +24,8 @@ from backend.config import REPO_ROOT, Settings, VADSettings
 from backend.core.audio_utils import STT_RATE, espeak, resample
 from backend.engines.silero_vad import SileroVAD
 from backend.engines.whisper_stt import WhisperSTT
-from backend.services.endpointing import Endpointer, adaptive_end_silence_ms
+from backend.services.endpointing import Endpointer, combined_end_silence_ms
+from backend.services.turn_taking import PARTIAL_INTERVAL_MS, PAUSE_PARTIAL_MS
 
 UTTERANCES = [
     'I have been thinking about changing jobs and <break time="700ms"/> I am not sure it is the right time.',
@@ -40,20 +44,31 @@ UTTERANCES = [
     'It started when my friend <break time="850ms"/> stopped answering my messages.',
     "I need to make a plan for this week.",
     'When I wake up <break time="700ms"/> I already feel anxious about the day.',
+    'After the meeting, <break time="800ms"/> my boss asked me to stay behind.',
+    'If I take the job in Leeds, <break time="900ms"/> I will have to leave my friends.',
+    'I told him that <break time="750ms"/> I needed more time.',
+    "I am really proud of how the presentation went.",
 ]
+VOICES = {"espeak en-GB RP (male)": "en-gb-x-rp", "espeak en-US f3 (female variant)": "en-us+f3"}
 OUT = REPO_ROOT / "scripts" / "bench" / "results"
 
 
-def speak(ssml: str) -> tuple[np.ndarray, float]:
-    pcm, rate = espeak(f"<speak>{ssml}</speak>", speed=160, ssml=True)
+def speak(ssml: str, voice: str) -> tuple[np.ndarray, float]:
+    pcm, rate = espeak(f"<speak>{ssml}</speak>", voice=voice, speed=160, ssml=True)
     speech = resample(pcm.astype(np.float32) / 32768.0, rate, STT_RATE)
     voiced = np.flatnonzero(np.abs(speech) > 0.01)
     end_s = (voiced[-1] + 1) / STT_RATE
     return np.concatenate([speech[: voiced[-1] + 1], np.zeros(2 * STT_RATE, dtype=np.float32)]), end_s
 
 
-def run_policy(audio: np.ndarray, vad: SileroVAD, settings: VADSettings, stt: WhisperSTT | None) -> list[float]:
-    """Times (s) at which utterances ended."""
+def run_policy(
+    audio: np.ndarray,
+    vad: SileroVAD,
+    settings: VADSettings,
+    stt: WhisperSTT | None,
+    scorer: Callable[[str], float] | None = None,
+) -> list[float]:
+    """Times (s) at which utterances ended. Partials on the TurnTaker's schedule (pause onset + every 700 ms)."""
     ep = Endpointer(settings, vad.new_stream(), vad.frame_samples)
     ends: list[float] = []
     last_partial = 0.0
@@ -63,21 +78,26 @@ def run_policy(audio: np.ndarray, vad: SileroVAD, settings: VADSettings, stt: Wh
             ends.append(ep.position / STT_RATE)
             last_partial = 0.0
             ep.end_silence_ms = settings.end_silence_ms
-        pause_started = ep.silence_ms >= 96 and ep.speech_ms > last_partial  # as VoiceSession._maybe_partial
-        if stt is not None and ep.triggered and (ep.speech_ms - last_partial >= 700 or pause_started):
+        pause_started = ep.silence_ms >= PAUSE_PARTIAL_MS and ep.speech_ms > last_partial
+        if stt is not None and ep.triggered and (ep.speech_ms - last_partial >= PARTIAL_INTERVAL_MS or pause_started):
             last_partial = ep.speech_ms
             text = stt.transcribe(ep.utterance_audio).text
             if text:
                 wps = len(text.split()) / max(ep.speech_ms / 1000, 0.5)
-                ep.end_silence_ms = adaptive_end_silence_ms(settings, text, wps)
+                p_end = scorer(text) if scorer is not None else None
+                ep.end_silence_ms = combined_end_silence_ms(settings, text, wps, p_end)
     return ends
 
 
 def main() -> None:
+    from backend.engines.llamacpp_llm import LlamaCppLLM
+
     base = Settings()
     vad, stt = SileroVAD(base.vad), WhisperSTT(base.stt)
-    clips = [speak(u) for u in UTTERANCES]
-    policies: dict[str, tuple[VADSettings, bool]] = {
+    llm = LlamaCppLLM(base.llm, base.cache_dir)
+    clips = [speak(u, voice) for voice in VOICES.values() for u in UTTERANCES]
+    paused = [i for i, u in enumerate(UTTERANCES * len(VOICES)) if "<break" in u]
+    policies: dict[str, tuple[VADSettings, str | None]] = {
         f"fixed {ms} ms": (
             base.vad.model_copy(
                 update={
@@ -87,31 +107,35 @@ def main() -> None:
                     "max_end_silence_ms": max(ms, 1200),
                 }
             ),
-            False,
+            None,
         )
         for ms in (400, 600, 800, 1000)
     }
-    policies["adaptive (600 ms base)"] = (base.vad, True)
+    policies["adaptive rules (600 ms base)"] = (base.vad, "rules")
+    policies["combined rules + LLM (served)"] = (base.vad, "combined")
     rows = {}
-    for name, (vad_settings, adaptive) in policies.items():
+    for name, (vad_settings, kind) in policies.items():
         cutoffs, delays = 0, []
-        for audio, end_s in clips:
-            ends = run_policy(audio, vad, vad_settings, stt if adaptive else None)
-            if any(e < end_s for e in ends):
+        scorer = llm.sentence_end_probability if kind == "combined" else None
+        for index, (audio, end_s) in enumerate(clips):
+            ends = run_policy(audio, vad, vad_settings, stt if kind else None, scorer)
+            if any(e < end_s for e in ends) and index in paused:
                 cutoffs += 1
             final = [e for e in ends if e >= end_s]
             if final:
                 delays.append(1000 * (final[0] - end_s))
         rows[name] = {
             "false_cutoffs": cutoffs,
+            "utterances_with_pauses": len(paused),
             "utterances": len(clips),
             "median_added_delay_ms": float(np.median(delays)) if delays else None,
             "p90_added_delay_ms": float(np.percentile(delays, 90)) if delays else None,
         }
-    print(f"\n{'policy':26s} {'false cut-offs':>15s} {'median delay':>13s} {'p90 delay':>10s}")
+    print(f"\n{len(clips)} utterances ({len(paused)} with a mid-sentence pause), voices: {', '.join(VOICES)}")
+    print(f"{'policy':30s} {'false cut-offs':>15s} {'median delay':>13s} {'p90 delay':>10s}")
     for name, row in rows.items():
         print(
-            f"{name:26s} {row['false_cutoffs']:>7d} / {row['utterances']:<5d} "
+            f"{name:30s} {row['false_cutoffs']:>7d} / {row['utterances_with_pauses']:<5d} "
             f"{row['median_added_delay_ms'] or 0:>11.0f}ms {row['p90_added_delay_ms'] or 0:>8.0f}ms"
         )
     OUT.mkdir(parents=True, exist_ok=True)
@@ -126,7 +150,7 @@ def main() -> None:
         ax.scatter(row["median_added_delay_ms"], row["false_cutoffs"], s=60)
         ax.annotate(name, (row["median_added_delay_ms"], row["false_cutoffs"]), fontsize=8)
     ax.set_xlabel("median added delay after speech ends (ms)")
-    ax.set_ylabel(f"false cut-offs (of {len(clips)})")
+    ax.set_ylabel(f"false cut-offs (of {len(paused)})")
     ax.set_title("End-of-turn policies on utterances with mid-sentence pauses")
     fig.tight_layout()
     fig.savefig(OUT / "endpointing.png", dpi=100)

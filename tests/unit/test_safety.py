@@ -1,20 +1,12 @@
-"""Tests for the rule-based crisis detector and the crisis reply."""
+"""Tests for the rule-based crisis detector (the unmistakable cases; the learned classifier is tested apart)."""
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backend.services.safety import (
-    CATEGORIES,
-    DEFAULT_RESOURCES,
-    CrisisDetector,
-    CrisisResource,
-    SafetyVerdict,
-    crisis_reply,
-)
+from backend.services.safety import CATEGORIES, CrisisDetector, SafetyVerdict
 
 CASES_PATH = Path(__file__).resolve().parent.parent / "data" / "safety_cases.jsonl"
 
@@ -29,11 +21,6 @@ def _load_cases() -> list[dict[str, Any]]:
 
 
 CASES = _load_cases()
-RESOURCES = [
-    CrisisResource("988 Suicide & Crisis Lifeline", "call or text 988"),
-    CrisisResource("Crisis Text Line", "text HOME to 741741"),
-    CrisisResource("Samaritans", "call 116 123"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +53,6 @@ def test_cases(detector: CrisisDetector, case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("text", ["", " ", "   \n\t  ", "...", "um uh", "?!"])
 def test_empty_or_blank_is_not_crisis(detector: CrisisDetector, text: str) -> None:
     assert detector.check(text) == SafetyVerdict(is_crisis=False, category=None, matched=None)
-
-
-def test_verdict_is_frozen(detector: CrisisDetector) -> None:
-    verdict = detector.check("i want to die")
-    with pytest.raises(AttributeError):
-        verdict.is_crisis = False  # type: ignore[misc]
 
 
 def test_deterministic_and_instance_independent(detector: CrisisDetector) -> None:
@@ -125,55 +106,3 @@ def test_extra_patterns_validation() -> None:
         CrisisDetector(extra_patterns={"sadness": ["x"]})
     with pytest.raises(ValueError, match="invalid extra pattern"):
         CrisisDetector(extra_patterns={"self_harm": ["("]})
-
-
-def test_check_is_fast(detector: CrisisDetector) -> None:
-    texts = [c["text"] for c in CASES]
-    for text in texts:  # warm up
-        detector.check(text)
-    rounds = 5
-    start = time.perf_counter()
-    for _ in range(rounds):
-        for text in texts:
-            detector.check(text)
-    mean_s = (time.perf_counter() - start) / (rounds * len(texts))
-    assert mean_s < 1e-3, f"mean check() took {mean_s * 1e6:.0f} us"
-
-
-@pytest.mark.parametrize("category", [*CATEGORIES, "something_else"])
-def test_crisis_reply_content(category: str) -> None:
-    reply = crisis_reply(category, RESOURCES)
-    for resource in RESOURCES:
-        assert f"{resource.name}: {resource.contact}" in reply
-    assert "emergency services" in reply
-    assert "you matter" in reply.lower()
-    assert reply == crisis_reply(category, list(RESOURCES))
-    sentences = [s for s in reply.replace("!", ".").split(". ") if s.strip()]
-    assert 3 <= len(sentences) <= 4
-    lowered = reply.lower()
-    for judgmental in ("should have", "selfish", "overreact", "calm down", "just stop", "why would you"):
-        assert judgmental not in lowered
-
-
-def test_crisis_reply_immediate_danger_leads_with_emergency_services() -> None:
-    reply = crisis_reply("immediate_danger", RESOURCES)
-    first_sentence = reply.split(". ")[0]
-    assert "emergency services" in first_sentence
-    assert "now" in first_sentence
-
-
-def test_crisis_reply_other_categories_mention_immediate_danger() -> None:
-    for category in ("suicidal_ideation", "self_harm"):
-        reply = crisis_reply(category, RESOURCES)
-        assert "immediate danger" in reply
-        assert not reply.startswith("If you are in immediate danger")
-
-
-def test_crisis_reply_without_resources_and_defaults() -> None:
-    for category in CATEGORIES:
-        reply = crisis_reply(category, [])
-        assert "emergency services" in reply
-        assert ": " not in reply
-    reply = crisis_reply("suicidal_ideation", list(DEFAULT_RESOURCES))
-    for resource in DEFAULT_RESOURCES:
-        assert f"{resource.name}: {resource.contact}" in reply
