@@ -159,6 +159,16 @@ class SafetySettings(BaseModel):
     classifier_path: str | None = "models/crisis-text"
     # P(crisis) at or above which a message is a crisis; null: the threshold chosen at training time.
     classifier_threshold: float | None = Field(None, gt=0, lt=1)
+    resources_file: Path = REPO_ROOT / "configs" / "safety" / "resources.yaml"
+
+    @model_validator(mode="after")
+    def _locale_known(self) -> SafetySettings:
+        import yaml
+
+        locales = yaml.safe_load(self.resources_file.read_text()) or {}
+        if self.locale not in locales:
+            raise ValueError(f"safety.locale {self.locale!r} is not in {self.resources_file} ({', '.join(locales)})")
+        return self
 
 
 class SecuritySettings(BaseModel):

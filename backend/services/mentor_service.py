@@ -41,7 +41,7 @@ class MentorService:
         self.llm = llm
         self.sessions = sessions
         self.detector = CrisisDetector()
-        self.wording = load_wording(settings.safety.locale)
+        self.wording = load_wording(settings.safety.locale, settings.safety.resources_file)
 
     def check_length(self, text: str) -> None:
         limit = self.settings.server.max_text_chars

@@ -40,16 +40,17 @@ def test_pause_transcript_is_reused_as_the_final_one(client_factory: Callable[..
     client = client_factory(engines)
     with client.websocket_connect("/ws/voice") as ws:
         ws.receive_json()
-        for _ in range(10):  # 1 s of speech, then a long pause, in real-time-sized chunks
+        calls_before = stt.calls  # the start-up warm-up call
+        for _ in range(6):  # 0.6 s of speech (no periodic partial yet), then the pause begins
             ws.send_bytes(pcm_bytes(tone(0.1)))
-        for _ in range(15):
+        ws.send_bytes(pcm_bytes(silence(0.2)))
+        got = receive_until(ws, "partial_transcript")  # the pause's transcript is ready...
+        for _ in range(15):  # ...before the pause is long enough to end the turn
             ws.send_bytes(pcm_bytes(silence(0.1)))
-        got = receive_until(ws, "turn_end")
+        got = receive_until(ws, "turn_end", got)
     assert got.one("transcript")["text"] == "I feel really stressed about my exam tomorrow."
     assert got.one("metrics")["transcript_reused"] is True
-    # Partials shown while speaking, plus the pause's transcript (shown, or not when the turn ended first):
-    # the turn itself made no further pass over the same audio.
-    assert stt.calls <= len(got.of("partial_transcript")) + 1
+    assert stt.calls - calls_before == 1  # the pause's transcript only: no second pass over the same audio
     assert set(engines.llm.scored) == {"I feel really stressed about my exam tomorrow."}  # type: ignore[attr-defined]
 
 
@@ -71,7 +72,6 @@ def test_speech_after_the_pause_gets_a_fresh_transcript(client_factory: Callable
         got = receive_until(ws, "turn_end")
     words = got.one("transcript")["text"].split()
     assert len(words) >= 15  # both stretches of speech, not only the part before the pause
-    assert got.of("partial_transcript")[0]["text"] != got.one("transcript")["text"]
 
 
 @pytest.mark.parametrize(
