@@ -50,6 +50,7 @@ integration: setup
 
 bench: setup
 	$(PY) -m scripts.bench.bench_pipeline
+	$(PY) -m scripts.bench.bench_endpointing
 
 clean-cache:
 	rm -rf $(CLARITY_CACHE_DIR)

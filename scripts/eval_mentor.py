@@ -238,6 +238,56 @@ def run_model(
     return replies, time.perf_counter() - started
 
 
+def run_llamacpp(
+    settings: LLMSettings, cache_dir: Path, prompts: list[dict[str, Any]], history_budget: int
+) -> tuple[list[Reply], float]:
+    """The served engine: LlamaCppLLM.stream exactly as the server calls it (GGUF of the merged LoRA)."""
+    import threading
+
+    from tqdm import tqdm
+
+    from backend.engines.llamacpp_llm import LlamaCppLLM
+
+    engine = LlamaCppLLM(settings, cache_dir)
+    replies: list[Reply] = []
+    started = time.perf_counter()
+    for prompt in tqdm(prompts, desc=f"llama.cpp {settings.gguf_quant}", unit="prompt", dynamic_ncols=True):
+        messages = build_messages(
+            [],
+            prompt["text"],
+            prompt.get("emotion"),
+            count_tokens=engine.count_tokens,
+            history_token_budget=history_budget,
+        )
+        text = "".join(engine.stream(messages, settings.max_response_tokens, threading.Event())).strip()
+        n = engine.count_tokens(text)
+        replies.append(Reply(text, n, hit_limit=n >= settings.max_response_tokens - 1))
+    return replies, time.perf_counter() - started
+
+
+def compare_engines(threads: int, prompts_path: Path) -> None:
+    """The LoRA model on transformers (reference) and on llama.cpp (served), metric by metric."""
+    settings = Settings()
+    prompts = load_prompts(prompts_path)
+    budget = settings.llm.history_token_budget
+    llm = settings.llm.model_copy(update={"device": "cpu"})
+    columns = {"transformers fp32": run_model("transformers", llm, settings.cache_dir, prompts, budget, threads)}
+    for quant in ("Q8_0", "F16"):
+        quant_settings = llm.model_copy(update={"gguf_quant": quant})
+        columns[f"llama.cpp {quant}"] = run_llamacpp(quant_settings, settings.cache_dir, prompts, budget)
+    header = "| metric | " + " | ".join(columns) + " |"
+    lines = [header, "|---|" + "---|" * len(columns)]
+    for metric in METRICS:
+        cells = [metric.fmt.format(metric.compute(prompts, replies)) for replies, _ in columns.values()]
+        lines.append(f"| {metric.name} | " + " | ".join(cells) + " |")
+    lines.append("| generation time (s) | " + " | ".join(f"{s:.0f}" for _, s in columns.values()) + " |")
+    reference = columns["transformers fp32"][0]
+    for name, (replies, _) in columns.items():
+        same = sum(a.text == b.text for a, b in zip(reference, replies, strict=True))
+        lines.append(f"| identical to transformers ({name}) | {same}/{len(prompts)} |" + " |" * (len(columns) - 1))
+    print("\n".join(lines))
+
+
 def reference_replies(path: Path) -> tuple[list[dict[str, Any]], list[Reply]]:
     """The first reply of every training dialogue, with its user turn: what the data teaches for a single turn."""
     prompts: list[dict[str, Any]] = []
@@ -332,7 +382,13 @@ def main() -> None:
     )
     parser.add_argument("--examples", type=int, default=4, help="example replies to show side by side")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--compare-engines", action="store_true", help="the served LoRA on transformers vs llama.cpp (Q8_0, F16)"
+    )
     args = parser.parse_args()
+    if args.compare_engines:
+        compare_engines(args.threads, args.prompts)
+        return
     adapter: Path = args.adapter if args.adapter.is_absolute() else Path.cwd() / args.adapter
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Set before torch loads OpenMP: spinning worker threads slow a shared 2-core machine down up to 10x.

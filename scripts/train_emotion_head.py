@@ -39,6 +39,8 @@ import numpy.typing as npt
 from backend.config import EMOTIONS, REPO_ROOT, resolve_model_ref
 
 DATA = REPO_ROOT / "scripts" / "data" / "emotion_texts.jsonl"
+# Everyday spoken turns of 2-3 sentences, the feeling implied, a third in ASR style (written for issue 10).
+MULTI = REPO_ROOT / "scripts" / "data" / "emotion_multisentence_train.jsonl"
 DEV = REPO_ROOT / "scripts" / "data" / "emotion_dev.jsonl"
 TEST = REPO_ROOT / "scripts" / "data" / "emotion_test_independent.jsonl"
 OUT = REPO_ROOT / "models" / "emotion-text"
@@ -348,7 +350,7 @@ def served_logits(served: Any, texts: list[str]) -> npt.NDArray[np.float64]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, nargs="+", default=[DATA, MULTI])
     parser.add_argument("--dev", type=Path, default=DEV)
     parser.add_argument("--test", type=Path, default=TEST)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -384,8 +386,10 @@ def main() -> None:
 
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
-    texts, y = load_jsonl(args.data)
+    rows = [json.loads(line) for path in args.data for line in path.read_text().splitlines() if line.strip()]
+    parts = [load_jsonl(path) for path in args.data]
+    texts = [t for part_texts, _ in parts for t in part_texts]
+    y = np.concatenate([part_y for _, part_y in parts])
     dev_texts, y_dev = load_jsonl(args.dev)
     var_texts, var_y, source = with_variants(texts, y)
     encoder = SentenceTransformer(resolve_model_ref(ENCODER), device="cpu", local_files_only=True)
@@ -561,8 +565,9 @@ Reproduce: `python -m scripts.train_emotion_head` (seeded; {fit["epochs"]} epoch
 the adapted top layers.
 
 ## Data
-- Training: `{rel(args.data)}`, {metrics["train_lines"]} first-person utterances written for this project
-  (`source: written-for-claritymentor` on every line), balanced over the 7 classes; styles: {styles}.
+- Training: {", ".join(f"`{rel(p)}`" for p in args.data)}, {metrics["train_lines"]} first-person utterances
+  written for this project (`source: written-for-claritymentor` on every line), balanced over the 7 classes;
+  styles: {styles}.
   Each line is also used in its speech-recognition form (lowercase, punctuation stripped):
   {metrics["train_variants"]} training texts in all. The `asr` lines are written in speech-recognition style
   (lowercase, no punctuation, the odd "um"/"like"), to cover stress/worry/nerves as fear, disappointment and hurt

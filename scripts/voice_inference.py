@@ -15,9 +15,11 @@ from pathlib import Path
 from backend.config import Settings
 from backend.core.audio_utils import decode_audio_file, encode_wav
 from backend.engines.protocols import ChatMessage
+from backend.services.crisis import decide, guard_text, load_wording
 from backend.services.fusion import fuse
 from backend.services.model_service import load_engines
 from backend.services.prompting import build_messages
+from backend.services.safety import CrisisDetector
 
 
 def main() -> int:
@@ -34,16 +36,22 @@ def main() -> int:
     t_stt = time.perf_counter()
     reading = engines.speech_emotion.analyze(audio, 16000, text)
     emotion = fuse(engines.text_emotion.predict([text])[0], reading, speech_weight=settings.emotion.speech_weight)
-    messages: list[ChatMessage] = build_messages(
-        [],
-        text,
-        emotion,
-        count_tokens=engines.llm.count_tokens,
-        history_token_budget=settings.llm.history_token_budget,
-    )
-    reply = "".join(engines.llm.stream(messages, settings.llm.max_response_tokens, threading.Event())).strip()
+    # The same crisis net as the server: rules OR classifier, the category's wording, the guard on the reply.
+    decision = decide(CrisisDetector(), engines.crisis, text, []) if settings.safety.enabled else None
+    if decision is not None and decision.category is not None:
+        reply = load_wording(settings.safety.locale, settings.safety.resources_file).reply(decision.category)
+    else:
+        messages: list[ChatMessage] = build_messages(
+            [],
+            text,
+            emotion,
+            count_tokens=engines.llm.count_tokens,
+            history_token_budget=settings.llm.history_token_budget,
+        )
+        raw = "".join(engines.llm.stream(messages, settings.llm.max_response_tokens, threading.Event())).strip()
+        reply = guard_text(raw)
     t_llm = time.perf_counter()
-    pcm = engines.tts.synthesize(reply)
+    pcm = engines.tts.synthesize(reply, emotion["primary_emotion"])
     args.out.write_bytes(encode_wav(pcm, engines.tts.sample_rate))
     t_end = time.perf_counter()
     print(f"transcript: {text}\nemotion: {emotion['primary_emotion']} ({emotion['confidence']:.2f})\nreply: {reply}")

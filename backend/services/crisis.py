@@ -5,6 +5,7 @@ the reply for each category (worded in ``configs/safety/resources.yaml``), and t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,20 @@ def guard_sentence(sentence: str) -> str | None:
         if pattern.search(sentence):
             return code
     return None
+
+
+def guard_text(text: str, on_flag: Callable[[str], None] | None = None) -> str:
+    """A whole reply, sentence by sentence: a flagged sentence is replaced and everything after it dropped."""
+    kept: list[str] = []
+    for sentence in re.findall(r"[^.!?]+[.!?]*", text):
+        code = guard_sentence(sentence)
+        if code is not None:
+            if on_flag is not None:
+                on_flag(code)
+            kept.append(SAFE_REPLACEMENT)
+            break
+        kept.append(sentence.strip())
+    return " ".join(s for s in kept if s)
 
 
 SAFE_REPLACEMENT = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +10,7 @@ from backend.config import Settings
 from backend.core.audio_utils import FloatAudio
 from backend.core.exceptions import SessionNotFound, TextTooLong
 from backend.engines.protocols import ChatMessage
-from backend.services.crisis import CHECK_IN_NOTE, SAFE_REPLACEMENT, decide, guard_sentence, load_wording
+from backend.services.crisis import CHECK_IN_NOTE, SAFE_REPLACEMENT, decide, guard_sentence, guard_text, load_wording
 from backend.services.emotion_service import EmotionService
 from backend.services.llm_service import LLMService
 from backend.services.prompting import HistoryTurn
@@ -84,13 +83,7 @@ class MentorService:
 
     def guard_text(self, text: str, session_id: str) -> str:
         """A whole reply, sentence by sentence; everything after a replaced sentence is dropped."""
-        kept: list[str] = []
-        for sentence in re.findall(r"[^.!?]+[.!?]*", text):
-            safe = self.guard(sentence.strip(), session_id)
-            kept.append(safe)
-            if safe is SAFE_REPLACEMENT:
-                break
-        return " ".join(s for s in kept if s)
+        return guard_text(text, lambda code: log.warning("reply guard %s in session %s", code, session_id))
 
     async def save_reply(
         self, prepared: PreparedTurn, reply: str, *, interrupted: bool = False, turn_id: str | None = None
