@@ -22,6 +22,7 @@ import numpy.typing as npt
 from backend.config import LLMSettings
 from backend.engines.chat_tokenizer import ChatTokenizer, IncrementalDecoder
 from backend.engines.devices import resolve_device
+from backend.engines.llamacpp_batch import BatchScheduler
 from backend.engines.protocols import ChatMessage
 
 SENTENCE_END_TOKENS = frozenset({".", "?", "!", "..."})
@@ -116,20 +117,21 @@ class LlamaCppLLM:
         self.compute_type = settings.gguf_quant
         folder = gguf_dir or ensure_gguf(settings, cache_dir)
         self.tokenizer = ChatTokenizer(folder)
-        self._ctx = LlamaContext(
+        self._settings = settings
+        self._rng = np.random.default_rng()
+        self._scheduler = BatchScheduler(
             folder / GGUF_FILE,
+            slots=settings.parallel,
+            context_tokens=settings.context_tokens,
             threads=threads,
             batch_threads=batch_threads,
-            context_tokens=settings.context_tokens,
             gpu=self.device == "cuda",
+            pick=self._pick,
+            stop_ids=self.tokenizer.eos_ids,
+            make_decoder=lambda: IncrementalDecoder(self.tokenizer).push,
         )
-        self._settings = settings
-        self._eos = self.tokenizer.eos_ids
-        self._rng = np.random.default_rng()
-        self._lock = threading.Lock()
         self.name = settings.display_name + f" (llama.cpp {self.compute_type})"
         self.last_prompt_tokens = 0
-        self.last_reused_tokens = 0
         # End-of-turn scoring gets its own small context (own KV cache, one thread): it runs while another
         # session's reply is being generated, and must not evict that reply's cached prompt.
         self._turn_ctx = LlamaContext(
@@ -143,31 +145,21 @@ class LlamaCppLLM:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
 
+    @property
+    def last_reused_tokens(self) -> int:
+        """Prompt tokens of the latest request that came from the KV cache (persona and history)."""
+        return self._scheduler.last_reused_tokens
+
+    def _pick(self, logits: npt.NDArray[np.float32], generated: list[int]) -> int:
+        return pick_token(logits, generated, self._settings.repetition_penalty, self._settings.temperature, self._rng)
+
     def stream(self, messages: Sequence[ChatMessage], max_new_tokens: int, cancel: threading.Event) -> Iterator[str]:
+        """Blocking iterator over text pieces; many may run at once (from different threads), batched together."""
         prompt = self.tokenizer.prompt_ids(messages)
-        room = self._ctx.n_ctx - max_new_tokens
-        if len(prompt) > room:  # keep the system prompt's cache: cut the oldest tokens after it instead
-            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the {self._ctx.n_ctx}-token context")
-        with self._lock:
-            if cancel.is_set():
-                return
-            logits, self.last_reused_tokens = self._ctx.logits_after(prompt)
-            self.last_prompt_tokens = len(prompt)
-            decoder = IncrementalDecoder(self.tokenizer)
-            generated: list[int] = []
-            for step in range(max_new_tokens):
-                if cancel.is_set():
-                    return
-                token = pick_token(
-                    logits, generated, self._settings.repetition_penalty, self._settings.temperature, self._rng
-                )
-                if token in self._eos:
-                    return
-                generated.append(token)
-                if piece := decoder.push(token):
-                    yield piece
-                if step + 1 < max_new_tokens:
-                    logits = self._ctx.push(token)
+        self.last_prompt_tokens = len(prompt)
+        if cancel.is_set():
+            return iter(())
+        return self._scheduler.submit(prompt, max_new_tokens, cancel)
 
     def sentence_end_probability(self, transcript: str) -> float:
         """P(the speaker's sentence is finished) from the language model alone: the probability that the next
@@ -184,5 +176,5 @@ class LlamaCppLLM:
         return float(probs[self._sentence_end].sum() / probs.sum())
 
     def close(self) -> None:
-        self._ctx.close()
+        self._scheduler.close()
         self._turn_ctx.close()

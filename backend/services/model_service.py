@@ -158,7 +158,9 @@ class ModelService:
         self.settings = settings
         self.stt_runner = BoundedRunner("stt", workers=1, max_pending=settings.stt.max_pending)
         self.emotion_runner = BoundedRunner("emotion", workers=2, max_pending=64)
-        self.llm_runner = BoundedRunner("llm", workers=1, max_pending=settings.llm.max_pending)
+        # llama.cpp batches concurrent replies in its own scheduler thread: one waiting worker per slot.
+        llm_workers = settings.llm.parallel if settings.llm.engine == "llamacpp" else 1
+        self.llm_runner = BoundedRunner("llm", workers=llm_workers, max_pending=settings.llm.max_pending + llm_workers)
         self.tts_runner = BoundedRunner("tts", workers=settings.threads.tts, max_pending=settings.tts.max_pending)
         self.vad_runner = BoundedRunner("vad", workers=2, max_pending=1024)
         # End-of-turn scoring: one small job per pause, never queued behind a long reply.

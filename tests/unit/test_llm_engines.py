@@ -145,3 +145,16 @@ def test_chat_tokenizer_renders_like_transformers(tiny_model: tuple[Path, Path])
     base = tiny_model[0]
     history = [*MESSAGES, ChatMessage("assistant", "Okay — tell me more."), ChatMessage("user", "émigré 🙂 ok")]
     assert ChatTokenizer(base).prompt_ids(history) == prompt_ids(AutoTokenizer.from_pretrained(base), history)
+
+
+def test_llamacpp_concurrent_replies_match_one_at_a_time(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    """Replies decoded together in one batch are the replies each would get alone (no cross-talk between slots)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = llamacpp(*tiny_model, tmp_path)
+    chats = [[MESSAGES[0], ChatMessage("user", text)] for text in ("I am worried.", "I got the job!", "Help me plan.")]
+    alone = ["".join(engine.stream(chat, 20, threading.Event())) for chat in chats]
+    with ThreadPoolExecutor(len(chats)) as pool:
+        together = list(pool.map(lambda chat: "".join(engine.stream(chat, 20, threading.Event())), chats * 2))
+    assert together == alone * 2
+    engine.close()
