@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from backend.services.safety import CATEGORIES, CrisisDetector, SafetyVerdict
+from backend.services.safety import CATEGORIES, RULES_FILE, CrisisDetector, SafetyVerdict, _normalize, load_rules
 
 CASES_PATH = Path(__file__).resolve().parent.parent / "data" / "safety_cases.jsonl"
 
@@ -106,3 +107,24 @@ def test_extra_patterns_validation() -> None:
         CrisisDetector(extra_patterns={"sadness": ["x"]})
     with pytest.raises(ValueError, match="invalid extra pattern"):
         CrisisDetector(extra_patterns={"self_harm": ["("]})
+
+
+RULES = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))["rules"]
+
+
+@pytest.mark.parametrize("index", range(len(RULES)), ids=[f"{i}-{r['name']}" for i, r in enumerate(RULES)])
+def test_every_rule_in_the_data_file_fires_on_its_positives_and_not_its_negatives(index: int) -> None:
+    spec, rule = RULES[index], load_rules()[index]
+    assert spec["examples"]["positive"] and spec["examples"]["negative"], "each rule needs both kinds of example"
+    for text in spec["examples"]["positive"]:
+        assert rule.regex.search(_normalize(text)), f"{spec['name']} should match: {text}"
+        assert CrisisDetector().check(text).is_crisis, text
+    for text in spec["examples"]["negative"]:
+        assert not CrisisDetector().check(text).is_crisis, f"{spec['name']} negative flagged: {text}"
+
+
+def test_a_broken_rules_file_fails_loudly(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("macros: {}\nrules:\n- {category: nonsense, name: x, pattern: 'x'}\n")
+    with pytest.raises(ValueError, match="unknown category"):
+        load_rules(bad)
