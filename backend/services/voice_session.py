@@ -12,11 +12,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,70 +29,18 @@ from backend.models import messages as m
 from backend.services.container import Services
 from backend.services.endpointing import Endpointer, Utterance
 from backend.services.mentor_service import PreparedTurn
+from backend.services.reply_stream import (
+    ActiveReply,
+    SpokenSegment,
+    aiter_items,
+    first_error,
+    ms_between,
+    split_sentences,
+)
 from backend.services.turn_taking import PauseTranscript, TurnTaker
 
 log = logging.getLogger(__name__)
-SENTENCE_END = re.compile(r"(.+?[.!?]+[\"')\]]?)\s+", re.DOTALL)
 OUTBOX_SIZE = 512
-
-
-FIRST_CLAUSE = re.compile(r"((?:\S+\s+){3,}?\S+?[,;:])\s+")
-
-
-def split_sentences(buffer: str, *, first: bool = False) -> tuple[list[str], str]:
-    """Complete sentences (followed by whitespace) and the unfinished rest.
-
-    With ``first`` (nothing spoken yet in this answer) a clause of at least four words ending in a comma also
-    counts, so the first audio starts sooner; later text goes by whole sentences for natural prosody.
-    """
-    done: list[str] = []
-    pos = 0
-    for match in SENTENCE_END.finditer(buffer):
-        sentence = match.group(1).strip()
-        if len(sentence) >= 2:
-            done.append(sentence)
-        pos = match.end()
-    if first and not done and (clause := FIRST_CLAUSE.match(buffer)) is not None:
-        done.append(clause.group(1).strip())
-        pos = clause.end()
-    return done, buffer[pos:]
-
-
-@dataclass
-class SpokenSegment:
-    text: str
-    start_ms: float
-    duration_ms: float
-
-
-@dataclass
-class ActiveReply:
-    turn_id: str
-    task: asyncio.Task[None] | None = None
-    text: str = ""
-    tokens: int = 0
-    segments: list[SpokenSegment] = field(default_factory=list)
-    audio_ms_queued: float = 0.0
-    interrupted: str | None = None
-    llm_start: float = 0.0
-    llm_first_token: float | None = None
-    llm_done: float | None = None
-    tts_first_audio_ms: float | None = None
-    played_ms_ack: float | None = None
-
-    def heard_text(self, played_ms: float) -> str:
-        heard: list[str] = []
-        for seg in self.segments:
-            if seg.start_ms + seg.duration_ms <= played_ms:
-                heard.append(seg.text)
-                continue
-            fraction = (played_ms - seg.start_ms) / seg.duration_ms if seg.duration_ms else 0.0
-            words = seg.text.split()
-            count = int(len(words) * max(0.0, fraction))
-            if count:
-                heard.append(" ".join(words[:count]))
-            break
-        return " ".join(heard)
 
 
 @dataclass
@@ -342,17 +289,17 @@ class VoiceSession:
             )
             await mentor.save_reply(prepared, heard, interrupted=True, turn_id=turn_id)
         else:
-            exc = _first_error(reply.task.exception())
+            exc = first_error(reply.task.exception())
             if exc is not None:
                 if reply.text:  # keep what was produced: nothing the mentor said is lost
                     await mentor.save_reply(prepared, reply.text.strip(), interrupted=True, turn_id=turn_id)
                 raise exc
             await mentor.save_reply(prepared, reply.text.strip(), turn_id=turn_id)
         first_frame = self._first_frame_wall.pop(turn_id, None)
-        metrics.llm_first_token_ms = _ms(reply.llm_first_token, reply.llm_start)
-        metrics.llm_total_ms = _ms(reply.llm_done, reply.llm_start)
+        metrics.llm_first_token_ms = ms_between(reply.llm_first_token, reply.llm_start)
+        metrics.llm_total_ms = ms_between(reply.llm_done, reply.llm_start)
         metrics.tts_first_audio_ms = reply.tts_first_audio_ms
-        metrics.voice_to_voice_ms = _ms(first_frame, pending.speech_end_wall)
+        metrics.voice_to_voice_ms = ms_between(first_frame, pending.speech_end_wall)
         metrics.tokens = reply.tokens
         metrics.audio_seconds = round(reply.audio_ms_queued / 1000, 3)
         self.services.telemetry.observe_turn(metrics.model_dump(), interrupted=reply.interrupted is not None)
@@ -369,7 +316,7 @@ class VoiceSession:
             chunked = False
             try:
                 if prepared.crisis_reply is not None:
-                    pieces: Any = _aiter([prepared.crisis_reply + " "])
+                    pieces: Any = aiter_items([prepared.crisis_reply + " "])
                 else:
                     pieces = self.services.llm.stream(prepared.messages)
                 guarded = prepared.crisis_reply is None
@@ -442,21 +389,3 @@ class VoiceSession:
         self.cancelled_turns.add(reply.turn_id)  # the sender drops everything of this turn still queued
         reply.task.cancel()
         return reply
-
-
-def _first_error(exc: BaseException | None) -> BaseException | None:
-    """The TaskGroup wraps failures in an ExceptionGroup; the client needs the underlying error's code."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _ms(end: float | None, start: float | None) -> float | None:
-    if end is None or start is None:
-        return None
-    return round(1000 * (end - start), 1)
-
-
-async def _aiter(items: list[str]) -> Any:
-    for item in items:
-        yield item

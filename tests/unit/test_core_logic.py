@@ -12,7 +12,7 @@ from backend.engines.protocols import ProsodyReading
 from backend.services.endpointing import Endpointer, adaptive_end_silence_ms
 from backend.services.fusion import fuse
 from backend.services.prompting import INTERRUPTED_NOTE, PERSONA, HistoryTurn, build_messages
-from backend.services.voice_session import ActiveReply, SpokenSegment, split_sentences
+from backend.services.reply_stream import ActiveReply, SpokenSegment, split_sentences
 from tests.fakes import FakeVAD, silence, tone
 
 
