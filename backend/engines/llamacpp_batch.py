@@ -67,6 +67,7 @@ class BatchScheduler:
         pick: Callable[[npt.NDArray[np.float32], list[int]], int],
         stop_ids: frozenset[int],
         make_decoder: Callable[[], Callable[[int], str]],
+        batch_decode: bool = True,
     ) -> None:
         import llama_cpp
         from llama_cpp import _internals as internals
@@ -89,6 +90,7 @@ class BatchScheduler:
         self.slots = slots
         self.per_slot = context_tokens
         self._batch: Any = internals.LlamaBatch(n_tokens=max(512, slots), embd=0, n_seq_max=1, verbose=False)
+        self.batch_decode = batch_decode  # False: one llama_decode per reply per step (round robin)
         self._pick = pick
         self._stop = stop_ids
         self._make_decoder = make_decoder
@@ -207,17 +209,21 @@ class BatchScheduler:
             going.append((request, token))
         if not going:
             return []
-        self._fill_batch([(t, len(self._slot_tokens[r.slot]), r.slot, True) for r, t in going])
-        try:
-            self._decode()
-        except Exception as exc:
-            for request, _ in going:
-                self._finish(request, exc)
-            return []
-        for index, (request, token) in enumerate(going):
-            self._slot_tokens[request.slot].append(token)
-            request.logits = self._logits(index)
-        return [r for r, _ in going]
+        groups = [going] if self.batch_decode else [[pair] for pair in going]
+        alive: list[_Request] = []
+        for group in groups:
+            self._fill_batch([(t, len(self._slot_tokens[r.slot]), r.slot, True) for r, t in group])
+            try:
+                self._decode()
+            except Exception as exc:  # every request in the failed batch gets the error
+                for request, _ in group:
+                    self._finish(request, exc)
+                continue
+            for index, (request, token) in enumerate(group):
+                self._slot_tokens[request.slot].append(token)
+                request.logits = self._logits(index)
+                alive.append(request)
+        return alive
 
     def _finish(self, request: _Request, error: BaseException | None = None) -> None:
         request.out.put(error if error is not None else _END)

@@ -129,6 +129,7 @@ class LlamaCppLLM:
             pick=self._pick,
             stop_ids=self.tokenizer.eos_ids,
             make_decoder=lambda: IncrementalDecoder(self.tokenizer).push,
+            batch_decode=settings.batch_decode,
         )
         self.name = settings.display_name + f" (llama.cpp {self.compute_type})"
         self.last_prompt_tokens = 0

@@ -147,11 +147,14 @@ def test_chat_tokenizer_renders_like_transformers(tiny_model: tuple[Path, Path])
     assert ChatTokenizer(base).prompt_ids(history) == prompt_ids(AutoTokenizer.from_pretrained(base), history)
 
 
-def test_llamacpp_concurrent_replies_match_one_at_a_time(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
-    """Replies decoded together in one batch are the replies each would get alone (no cross-talk between slots)."""
+@pytest.mark.parametrize("batch_decode", [True, False])
+def test_llamacpp_concurrent_replies_match_one_at_a_time(
+    tiny_model: tuple[Path, Path], tmp_path: Path, batch_decode: bool
+) -> None:
+    """Replies decoded together (one batch, or round robin) are the replies each would get alone (no cross-talk)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    engine = llamacpp(*tiny_model, tmp_path)
+    engine = llamacpp(*tiny_model, tmp_path, batch_decode=batch_decode)
     chats = [[MESSAGES[0], ChatMessage("user", text)] for text in ("I am worried.", "I got the job!", "Help me plan.")]
     alone = ["".join(engine.stream(chat, 20, threading.Event())) for chat in chats]
     with ThreadPoolExecutor(len(chats)) as pool:
