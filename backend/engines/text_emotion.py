@@ -10,16 +10,13 @@ so a fine-tuned encoder costs a few hundred KB in git and nothing extra at infer
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from backend.config import EmotionSettings, resolve_model_ref
-from backend.engines.devices import resolve_device
 
 
 def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -56,32 +53,12 @@ class EmotionHead:
         logits = embeddings @ self.weight.T + self.bias
         return softmax(logits / self.temperature)
 
-    def merge_lora(self, encoder: Any) -> int:
-        """Add the adapters' low-rank deltas to the encoder's linear weights; returns how many were merged."""
-        import torch
-
-        first = encoder[0]
-        bert = getattr(first, "auto_model", None) or first.model
-        with torch.no_grad():
-            for key, (a, b) in self.lora.items():
-                _, layer, path = key.split(".", 2)
-                weight = bert.encoder.layer[int(layer)].get_submodule(path).weight
-                delta = torch.from_numpy(b.astype(np.float32) @ a.astype(np.float32)) * self.lora_scale
-                if delta.shape != weight.shape:
-                    raise ValueError(
-                        f"LoRA {key}: delta {tuple(delta.shape)} does not fit weight {tuple(weight.shape)}"
-                    )
-                weight.add_(delta.to(device=weight.device, dtype=weight.dtype))
-        return len(self.lora)
-
 
 class MiniLMEmotion:
-    def __init__(self, settings: EmotionSettings, threads: int = 1) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-        from sentence_transformers import SentenceTransformer
+    """MiniLM-L6 (numpy, torch-free) + the trained head; the head's LoRA deltas are merged into the encoder."""
 
-        torch.set_num_threads(threads)
+    def __init__(self, settings: EmotionSettings, threads: int = 1) -> None:
+        from backend.engines.minilm_numpy import NumpyMiniLM
 
         head_dir = Path(resolve_model_ref(settings.head_path))
         if not (head_dir / "head.safetensors").exists():
@@ -91,19 +68,14 @@ class MiniLMEmotion:
         encoder = (
             str(head_dir / self.head.encoder_path) if self.head.encoder_path else resolve_model_ref(settings.encoder)
         )
-        self.device = resolve_device(settings.device)
-        self.encoder = SentenceTransformer(encoder, device=self.device, local_files_only=True)
-        if self.head.lora:
-            self.head.merge_lora(self.encoder)
+        self.device = "cpu"  # a 22M-parameter encoder: a few ms per message on one core, no GPU needed
+        self.encoder = NumpyMiniLM(Path(encoder), self.head.lora, self.head.lora_scale, threads)
         self.labels = self.head.labels
         adapted = f" + LoRA x{len(self.head.lora)}" if self.head.lora else ""
         self.name = f"MiniLM-L6{adapted} + emotion head ({head_dir.name})"
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        return np.asarray(
-            self.encoder.encode(list(texts), normalize_embeddings=self.head.normalize, convert_to_numpy=True),
-            dtype=np.float32,
-        )
+        return self.encoder.embed(texts, normalize=self.head.normalize)
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not texts:

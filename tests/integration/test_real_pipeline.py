@@ -144,3 +144,16 @@ def test_one_shot_cli_runs_the_crisis_net(tmp_path: Path) -> None:
     )
     assert "988" in done.stdout or "Samaritans" in done.stdout, done.stdout[-800:]
     assert (tmp_path / "reply.wav").stat().st_size > 10_000
+
+
+def test_the_default_engines_never_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from backend.config import Settings\n"
+        "from backend.services.model_service import load_engines\n"
+        "engines = load_engines(Settings())\n"
+        "engines.close()\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False False"
