@@ -131,13 +131,15 @@ class TTSSettings(BaseModel):
 
 
 class ThreadSettings(BaseModel):
-    """Every engine's CPU threads, in one place. The defaults fit 2 cores: Whisper and llama.cpp's prompt pass use
-    both (a turn's STT finishes before its LLM starts); token generation uses one (faster than two for a 135M model:
-    the per-token work is too small to split), so TTS of sentence 1 and decoding of sentence 2 each have a core;
-    the small always-on models (VAD, end-of-turn, emotion, TTS) get one each.
+    """Every engine's CPU threads, in one place. The defaults fit 2 cores: two Whisper transcriptions at once with
+    one thread each (the pause's transcript runs during the end-of-turn wait, so its speed is hidden; concurrency
+    is what several sessions need); llama.cpp generates one reply's tokens on one thread (faster than two for a
+    135M model) and batches of several replies or a prompt on two, so TTS of sentence 1 and decoding of sentence 2
+    each have a core; the small always-on models (VAD, end-of-turn, emotion, TTS) get one each.
     ``torch`` caps torch's intra-op pool when an engine needs torch (transformers LLM on CPU)."""
 
-    stt: int = Field(2, ge=1, le=64)
+    stt: int = Field(1, ge=1, le=64)
+    stt_workers: int = Field(2, ge=1, le=64)  # transcriptions at once (each with `stt` threads)
     llm: int = Field(1, ge=1, le=64)
     llm_batch: int = Field(2, ge=1, le=64)
     emotion: int = Field(1, ge=1, le=64)

@@ -9,7 +9,7 @@ from backend.engines.protocols import Transcription
 
 
 class WhisperSTT:
-    def __init__(self, settings: STTSettings, threads: int = 2) -> None:
+    def __init__(self, settings: STTSettings, threads: int = 1, workers: int = 1) -> None:
         from faster_whisper import WhisperModel
 
         self.device = resolve_device(settings.device)
@@ -23,6 +23,7 @@ class WhisperSTT:
             device=self.device,
             compute_type=self.compute_type,
             cpu_threads=threads,
+            num_workers=workers,  # CTranslate2 replicas: `workers` transcriptions truly in parallel
             local_files_only=True,
         )
 

@@ -87,7 +87,7 @@ def load_engines(settings: Settings) -> EngineSet:
         1,
         _Step("STT model", "stt.model"),
         settings.stt.display_name,
-        lambda: WhisperSTT(settings.stt, settings.threads.stt),
+        lambda: WhisperSTT(settings.stt, settings.threads.stt, settings.threads.stt_workers),
         t,
         "stt",
     )
@@ -156,7 +156,9 @@ class ModelService:
     def __init__(self, engines: EngineSet, settings: Settings) -> None:
         self.engines = engines
         self.settings = settings
-        self.stt_runner = BoundedRunner("stt", workers=1, max_pending=settings.stt.max_pending)
+        self.stt_runner = BoundedRunner(
+            "stt", workers=settings.threads.stt_workers, max_pending=settings.stt.max_pending
+        )
         self.emotion_runner = BoundedRunner("emotion", workers=2, max_pending=64)
         # llama.cpp batches concurrent replies in its own scheduler thread: one waiting worker per slot.
         llm_workers = settings.llm.parallel if settings.llm.engine == "llamacpp" else 1
