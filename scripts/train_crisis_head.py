@@ -44,7 +44,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6, help="top MiniLM layers that get LoRA adapters (of 6)")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--data", type=Path, nargs="+", default=[DATA / "crisis_train.jsonl"])
+    parser.add_argument(
+        "--data", type=Path, nargs="+", default=[DATA / "crisis_train.jsonl", DATA / "crisis_neg_v2.jsonl"]
+    )
     parser.add_argument(
         "--no-refit", action="store_true", help="ship the model fitted on the 80%% split (half the training time)"
     )
