@@ -3,7 +3,6 @@ cache (keyed by the base model, the adapter's bytes and the compute type), then 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
@@ -14,23 +13,17 @@ from backend.config import LLMSettings
 from backend.engines.chat_tokenizer import IncrementalDecoder
 from backend.engines.devices import resolve_compute_type, resolve_device
 from backend.engines.hf_llm import (
-    adapter_dir,
     display_name,
     eos_ids,
     load_merged,
+    merged_cache_dir,
     prompt_ids,
-    resolve_llm_path,
 )
 from backend.engines.protocols import ChatMessage
 
 
 def ct2_cache_dir(settings: LLMSettings, cache_dir: Path, compute_type: str) -> Path:
-    digest = hashlib.sha256(f"{resolve_llm_path(settings, cache_dir)}|{compute_type}".encode())
-    adapter = adapter_dir(settings)
-    if adapter is not None:
-        for file in sorted(adapter.glob("adapter_*")):
-            digest.update(file.read_bytes())
-    return cache_dir / f"ct2-llm-{digest.hexdigest()[:12]}"
+    return merged_cache_dir(settings, cache_dir, "ct2-llm", compute_type)
 
 
 def build_ct2(settings: LLMSettings, cache_dir: Path, compute_type: str) -> Path:

@@ -9,7 +9,6 @@ tokenizes with the model's own ``tokenizer.json`` and hands llama.cpp token ids,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy.typing as npt
 
 from backend.config import LLMSettings
 from backend.engines.chat_tokenizer import chat_template
-from backend.engines.hf_llm import adapter_dir, load_merged, resolve_llm_path
+from backend.engines.hf_llm import load_merged, merged_cache_dir
 
 QUANT_TYPES = ("Q8_0", "Q4_1", "F16", "F32")
 _LAYER_NAMES = {
@@ -38,13 +37,8 @@ GGUF_FILE = "model.gguf"
 
 
 def gguf_cache_dir(settings: LLMSettings, cache_dir: Path, quant: str) -> Path:
-    """One folder per (base model, adapter bytes, quantisation): a retrained adapter gets a fresh export."""
-    digest = hashlib.sha256(f"{resolve_llm_path(settings, cache_dir)}|{quant}|gguf-v1".encode())
-    adapter = adapter_dir(settings)
-    if adapter is not None:
-        for file in sorted(adapter.glob("adapter_*")):
-            digest.update(file.read_bytes())
-    return cache_dir / f"llamacpp-{digest.hexdigest()[:12]}"
+    """One folder per (base model, adapter bytes, quantisation)."""
+    return merged_cache_dir(settings, cache_dir, "llamacpp", f"{quant}|gguf-v1")
 
 
 def rotary_permute(weight: npt.NDArray[np.float32], heads: int) -> npt.NDArray[np.float32]:

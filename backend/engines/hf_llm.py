@@ -6,6 +6,7 @@ within one token's time) and no extra thread is needed.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import shutil
@@ -56,6 +57,17 @@ def resolve_llm_path(settings: LLMSettings, cache_dir: Path) -> str:
     if settings.model == SMOLLM2_PACKAGE:
         return str(convert_packaged_smollm2(cache_dir))
     return resolve_model_ref(settings.model)
+
+
+def merged_cache_dir(settings: LLMSettings, cache_dir: Path, prefix: str, variant: str) -> Path:
+    """A cache folder for a merged (base + LoRA) export, keyed by the base, the adapter's bytes and ``variant``
+    (compute type or quantisation): a retrained adapter gets a fresh export."""
+    digest = hashlib.sha256(f"{resolve_llm_path(settings, cache_dir)}|{variant}".encode())
+    adapter = adapter_dir(settings)
+    if adapter is not None:
+        for file in sorted(adapter.glob("adapter_*")):
+            digest.update(file.read_bytes())
+    return cache_dir / f"{prefix}-{digest.hexdigest()[:12]}"
 
 
 def adapter_dir(settings: LLMSettings) -> Path | None:

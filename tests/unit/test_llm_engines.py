@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,9 +85,12 @@ def test_ctranslate2_matches_transformers_greedy(tiny_model: tuple[Path, Path], 
     assert ct2_cache_dir(settings_for(base, adapter), tmp_path, "float32").exists()  # converted once, cached
 
 
-@pytest.mark.parametrize("engine_cls", [TransformersLLM, CT2LLM])
-def test_cancel_stops_generation(engine_cls: type, tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
-    engine = engine_cls(settings_for(*tiny_model), tmp_path)
+@pytest.mark.parametrize("engine_name", ["transformers", "ctranslate2", "llamacpp"])
+def test_cancel_stops_generation(engine_name: str, tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
+    if engine_name == "llamacpp":
+        engine: Any = llamacpp(*tiny_model, tmp_path, quant="Q8_0")
+    else:
+        engine = (TransformersLLM if engine_name == "transformers" else CT2LLM)(settings_for(*tiny_model), tmp_path)
     cancel = threading.Event()
     pieces = []
     for piece in engine.stream(MESSAGES, 50, cancel):
@@ -124,17 +128,6 @@ def test_llamacpp_reuses_the_system_prompt_cache(tiny_model: tuple[Path, Path], 
     assert engine.last_reused_tokens >= system_tokens - 3  # the persona's KV state was kept across turns
     # Reusing cached state must not change the answer.
     assert "".join(engine.stream(MESSAGES, 12, threading.Event())) == first
-
-
-def test_llamacpp_cancel_stops_generation(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
-    engine = llamacpp(*tiny_model, tmp_path, quant="Q8_0")
-    cancel = threading.Event()
-    pieces = []
-    for piece in engine.stream(MESSAGES, 50, cancel):
-        pieces.append(piece)
-        if len(pieces) == 3:
-            cancel.set()
-    assert len(pieces) == 3
 
 
 def test_chat_tokenizer_renders_like_transformers(tiny_model: tuple[Path, Path]) -> None:
