@@ -67,6 +67,7 @@ class VoiceSession:
         self.active: ActiveReply | None = None
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)
         self._first_frame_wall: dict[str, float] = {}
+        self._audio_in: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         self.turns = TurnTaker(
             self.settings.vad,
             self.endpointer,
@@ -86,15 +87,16 @@ class VoiceSession:
     async def run(self) -> None:
         await self.emit(self._ready())
         sender = asyncio.create_task(self._sender(), name="ws-sender")
+        vad = asyncio.create_task(self._vad_loop(), name="ws-vad")
         worker = asyncio.create_task(self._turn_worker(), name="ws-turns")
         try:
             await self._receiver()
         finally:
             self._interrupt_now("client")  # nothing more to say to a closed socket
             self.turns.cancel()
-            for task in (worker, sender):
+            for task in (worker, sender, vad):
                 task.cancel()
-            for task in (worker, sender):
+            for task in (worker, sender, vad):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
@@ -122,6 +124,7 @@ class VoiceSession:
             try:
                 message = await asyncio.wait_for(self.ws.receive(), timeout)
             except TimeoutError:
+                await self._audio_in.join()
                 await self._flush(timed_out=True)
                 continue
             if message["type"] == "websocket.disconnect":
@@ -129,6 +132,7 @@ class VoiceSession:
             if message.get("bytes") is not None:
                 await self._on_audio(message["bytes"])
             elif message.get("text") is not None:
+                await self._audio_in.join()  # control messages act after the audio sent before them
                 await self._on_text(message["text"])
 
     async def _on_text(self, raw: str) -> None:
@@ -185,13 +189,33 @@ class VoiceSession:
             return
         if not data:
             return
-        arrived = time.monotonic()
+        self._audio_in.put_nowait((data, time.monotonic()))
+
+    async def _vad_loop(self) -> None:
+        """Feeds the VAD with everything that arrived since its last run, in one job: a session whose VAD falls
+        behind (a loaded server) catches up in one step instead of queueing one job per 20 ms chunk."""
+        while True:
+            batch = [await self._audio_in.get()]
+            while not self._audio_in.empty():
+                batch.append(self._audio_in.get_nowait())
+            try:
+                await self._feed_vad(batch)
+            except ClarityError as exc:
+                await self.error(exc.code, exc.detail)
+            finally:
+                for _ in batch:
+                    self._audio_in.task_done()
+
+    async def _feed_vad(self, batch: list[tuple[bytes, float]]) -> None:
+        start = self.endpointer.position
 
         def process() -> Any:
-            return self.endpointer.feed(self._to_16k(data))
+            parts = [self._to_16k(data) for data, _ in batch]
+            ends = np.cumsum([part.size for part in parts]) + start
+            return self.endpointer.feed(np.concatenate(parts)), ends
 
-        result = await self.services.models.vad_runner.run(process)
-        self._arrivals.append((self.endpointer.position, arrived))
+        result, ends = await self.services.models.vad_runner.run(process)
+        self._arrivals.extend((int(end), arrived) for end, (_, arrived) in zip(ends, batch, strict=True))
         reply = self.active
         if (
             reply is not None
