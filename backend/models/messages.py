@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 OUTPUT_RATES = (16000, 22050, 24000, 48000)
 
@@ -156,3 +157,18 @@ class Error(ServerMessage):
 
 class Pong(ServerMessage):
     type: Literal["pong"] = "pong"
+
+
+def parse_client_message(raw: str) -> ClientMessage | Error:
+    """A client's text frame as a typed message, or the error event that explains why it is not one."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return Error(code="invalid_json", message=f"could not parse JSON: {exc.msg}")
+    if not isinstance(data, dict) or data.get("type") not in CLIENT_TYPES:
+        kind = data.get("type") if isinstance(data, dict) else None
+        return Error(code="unknown_type", message=f"unknown message type {kind!r}; expected one of {CLIENT_TYPES}")
+    try:
+        return client_message_adapter.validate_python(data)
+    except ValidationError as exc:
+        return Error(code="invalid_message", message=exc.errors(include_url=False)[0]["msg"])

@@ -38,6 +38,13 @@ class PauseTranscript:
             return None
 
 
+@dataclass
+class PendingUtterance:
+    utterance: Utterance
+    speech_end_wall: float
+    pause_transcript: PauseTranscript | None = None  # made at the pause onset, when no speech followed
+
+
 class TurnTaker:
     def __init__(
         self,

@@ -1,7 +1,8 @@
 """VoiceSession: one per WebSocket connection. Owns the connection's endpointer, queues and tasks.
 
-Tasks: a receiver (audio + control messages, VAD, barge-in), a turn worker (STT -> emotion -> safety -> LLM
-stream -> sentence TTS) and a sender (the only writer to the socket). Every outgoing item is tagged with its
+Tasks: a receiver (audio + control messages), a VAD task (endpointing, barge-in; it takes all audio that
+arrived since its last run), a turn worker (STT -> emotion -> safety -> LLM stream -> guarded sentences -> TTS)
+and a sender (the only writer to the socket). Every outgoing item is tagged with its
 turn; once a turn is interrupted the sender drops whatever of it is still queued, so no stale audio ever
 follows an ``interrupted`` event.
 """
@@ -10,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import soxr
 from fastapi import WebSocket
-from pydantic import ValidationError
 
 from backend.core.audio_utils import STT_RATE, FloatAudio, frames, pcm16_bytes_to_float
 from backend.core.exceptions import ClarityError
@@ -37,17 +35,10 @@ from backend.services.reply_stream import (
     ms_between,
     split_sentences,
 )
-from backend.services.turn_taking import PauseTranscript, TurnTaker
+from backend.services.turn_taking import PendingUtterance, TurnTaker
 
 log = logging.getLogger(__name__)
 OUTBOX_SIZE = 512
-
-
-@dataclass
-class PendingUtterance:
-    utterance: Utterance
-    speech_end_wall: float
-    pause_transcript: PauseTranscript | None = None  # made at the pause onset, when no speech followed
 
 
 class VoiceSession:
@@ -136,21 +127,10 @@ class VoiceSession:
                 await self._on_text(message["text"])
 
     async def _on_text(self, raw: str) -> None:
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            await self.error("invalid_json", f"could not parse JSON: {exc.msg}")
-            return
-        if not isinstance(data, dict) or data.get("type") not in m.CLIENT_TYPES:
-            kind = data.get("type") if isinstance(data, dict) else None
-            await self.error("unknown_type", f"unknown message type {kind!r}; expected one of {m.CLIENT_TYPES}")
-            return
-        try:
-            msg = m.client_message_adapter.validate_python(data)
-        except ValidationError as exc:
-            await self.error("invalid_message", exc.errors(include_url=False)[0]["msg"])
-            return
-        if isinstance(msg, m.ConfigMessage):
+        msg = m.parse_client_message(raw)
+        if isinstance(msg, m.Error):
+            await self.error(msg.code, msg.message)
+        elif isinstance(msg, m.ConfigMessage):
             await self._on_config(msg)
         elif isinstance(msg, m.EndOfSpeechMessage):
             await self._flush(timed_out=False)
