@@ -33,6 +33,16 @@ def done(start: float, note: str = "") -> None:
     print(f"✓ {time.perf_counter() - start:.1f}s {note}".rstrip(), flush=True)
 
 
+def ensure_trained(label: str, ref: str, trainer: str, duration: str) -> None:
+    """A shipped head (MiniLM LoRA + head.safetensors): checked, and retrained with ``scripts.<trainer>`` if absent."""
+    t = step(label)
+    folder = Path(resolve_model_ref(ref))
+    if not (folder / "head.safetensors").exists():
+        print(f"(training it, {duration})", end=" ", flush=True)
+        subprocess.run([sys.executable, "-m", f"scripts.{trainer}", "--out", str(folder)], check=True, cwd=REPO_ROOT)
+    done(t)
+
+
 def main() -> int:
     settings = Settings()
     cache = settings.cache_dir
@@ -83,24 +93,10 @@ def main() -> int:
         build_gguf(settings.llm, cache, quant)
         done(t, "(cached)" if already else "(exported)")
 
-    t = step("Emotion: MiniLM-L6 + trained head")
-    head = Path(resolve_model_ref(settings.emotion.head_path))
-    if not (head / "head.safetensors").exists():
-        print("(training the head, ~3-4 min)", end=" ", flush=True)
-        subprocess.run(
-            [sys.executable, "-m", "scripts.train_emotion_head", "--out", str(head)], check=True, cwd=REPO_ROOT
-        )
-    done(t)
-
+    ensure_trained("Emotion: MiniLM-L6 + trained head", settings.emotion.head_path, "train_emotion_head", "~3-4 min")
     if settings.safety.enabled and settings.safety.classifier_path:
-        t = step("Safety: crisis classifier (MiniLM-L6 + LoRA + head)")
-        crisis = Path(resolve_model_ref(settings.safety.classifier_path))
-        if not (crisis / "head.safetensors").exists():
-            print("(training the classifier, ~15 min on 2 cores)", end=" ", flush=True)
-            subprocess.run(
-                [sys.executable, "-m", "scripts.train_crisis_head", "--out", str(crisis)], check=True, cwd=REPO_ROOT
-            )
-        done(t)
+        label = "Safety: crisis classifier (MiniLM-L6 + LoRA + head)"
+        ensure_trained(label, settings.safety.classifier_path, "train_crisis_head", "~15 min on 2 cores")
 
     t = step(f"TTS: espeak-ng voice {settings.tts.voice}")
     if shutil.which("espeak-ng") is None:

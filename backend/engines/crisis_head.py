@@ -56,10 +56,12 @@ class CrisisClassifier:
         self.threshold = float(threshold if threshold is not None else meta["threshold"])
 
     def score(self, text: str, earlier: Sequence[str] = ()) -> CrisisScore:
-        """``earlier``: the user's previous messages in this conversation, oldest first."""
-        views = [("message", text), *(("sentence", s) for s in sentences(text))]
+        """Without ``earlier``: the message and its sentences. With ``earlier`` (the user's previous messages,
+        oldest first): only the conversation view, the last three of them joined with this one."""
         if earlier:
-            views.append(("conversation", " ".join([*earlier[-3:], text])))
+            views = [("conversation", " ".join([*earlier[-3:], text]))]
+        else:
+            views = [("message", text), *(("sentence", s) for s in sentences(text))]
         rows = self._model.predict([v for _, v in views])
         best = max(range(len(rows)), key=lambda i: 1.0 - rows[i][NONE])
         row = rows[best]

@@ -43,7 +43,7 @@ class _Request:
     reused: int = 0
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -160,10 +160,10 @@ class BatchScheduler:
 
     def _take_slot(self, prompt: list[int]) -> int:
         free = [s for s in range(self.slots) if not self._busy[s]]
-        slot = max(free, key=lambda s: _common_prefix(self._slot_tokens[s], prompt))
-        own = _common_prefix(self._slot_tokens[slot], prompt)
-        donor = max(range(self.slots), key=lambda s: _common_prefix(self._slot_tokens[s], prompt))
-        shared = _common_prefix(self._slot_tokens[donor], prompt)
+        slot = max(free, key=lambda s: common_prefix(self._slot_tokens[s], prompt))
+        own = common_prefix(self._slot_tokens[slot], prompt)
+        donor = max(range(self.slots), key=lambda s: common_prefix(self._slot_tokens[s], prompt))
+        shared = common_prefix(self._slot_tokens[donor], prompt)
         if shared > own + 16:  # another slot holds more of this prompt (the persona): copy its cells
             self._ll.llama_memory_seq_rm(self._mem, slot, 0, -1)
             self._ll.llama_memory_seq_cp(self._mem, donor, slot, 0, shared)
@@ -173,7 +173,7 @@ class BatchScheduler:
 
     def _prefill(self, request: _Request) -> None:
         slot, prompt = request.slot, request.prompt
-        keep = min(_common_prefix(self._slot_tokens[slot], prompt), len(prompt) - 1)
+        keep = min(common_prefix(self._slot_tokens[slot], prompt), len(prompt) - 1)
         if not self._ll.llama_memory_seq_rm(self._mem, slot, keep, -1):
             self._ll.llama_memory_seq_rm(self._mem, slot, 0, -1)
             keep = 0

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from backend.config import LLMSettings
 from backend.engines.chat_tokenizer import ChatTokenizer, IncrementalDecoder
 from backend.engines.devices import resolve_device
-from backend.engines.llamacpp_batch import BatchScheduler
+from backend.engines.llamacpp_batch import BatchScheduler, common_prefix
 from backend.engines.protocols import ChatMessage
 
 SENTENCE_END_TOKENS = frozenset({".", "?", "!", "..."})
@@ -49,7 +49,8 @@ def pick_token(
 
 
 class LlamaContext:
-    """One llama.cpp context over a GGUF: its own KV cache, evaluated with prefix reuse. Not thread-safe."""
+    """One single-sequence llama.cpp context (the end-of-turn scorer): its own KV cache, evaluated with prefix
+    reuse. Not thread-safe."""
 
     def __init__(self, gguf: Path, *, threads: int, batch_threads: int, context_tokens: int, gpu: bool) -> None:
         from llama_cpp import Llama
@@ -72,23 +73,13 @@ class LlamaContext:
         differs from the cached sequence is evaluated."""
         llama = self._llama
         cached = llama.input_ids[: llama.n_tokens].tolist()
-        keep = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            keep += 1
-        keep = min(keep, len(tokens) - 1)  # always decode at least one token so the logits are fresh
+        keep = min(common_prefix(cached, tokens), len(tokens) - 1)  # decode >= 1 token: fresh logits
         if not llama._ctx.kv_cache_seq_rm(-1, keep, -1):
             keep = 0
             llama._ctx.kv_cache_seq_rm(-1, 0, -1)
         llama.n_tokens = keep
         llama.eval(list(tokens[keep:]))
         return self.last_logits(), keep
-
-    def push(self, token: int) -> npt.NDArray[np.float32]:
-        """Append one token to the cached sequence and return the logits after it."""
-        self._llama.eval([token])
-        return self.last_logits()
 
     def last_logits(self) -> npt.NDArray[np.float32]:
         import llama_cpp
@@ -132,7 +123,6 @@ class LlamaCppLLM:
             batch_decode=settings.batch_decode,
         )
         self.name = settings.display_name + f" (llama.cpp {self.compute_type})"
-        self.last_prompt_tokens = 0
         # End-of-turn scoring gets its own small context (own KV cache, one thread): it runs while another
         # session's reply is being generated, and must not evict that reply's cached prompt.
         self._turn_ctx = LlamaContext(
@@ -157,7 +147,6 @@ class LlamaCppLLM:
     def stream(self, messages: Sequence[ChatMessage], max_new_tokens: int, cancel: threading.Event) -> Iterator[str]:
         """Blocking iterator over text pieces; many may run at once (from different threads), batched together."""
         prompt = self.tokenizer.prompt_ids(messages)
-        self.last_prompt_tokens = len(prompt)
         if cancel.is_set():
             return iter(())
         return self._scheduler.submit(prompt, max_new_tokens, cancel)

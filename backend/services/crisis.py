@@ -60,27 +60,24 @@ def load_wording(locale: str, path: Path = RESOURCES_FILE) -> LocaleWording:
 @dataclass(frozen=True, slots=True)
 class CrisisDecision:
     category: str | None
-    source: str | None  # "rules: <rule>", "classifier:<view> p=0.93"
-    probability: float = 0.0
+    source: str | None  # "rules: <rule>", "classifier:<view> p=0.93" (logged)
 
 
 def decide(detector: CrisisDetector, classifier: Any | None, text: str, earlier: list[str]) -> CrisisDecision:
     """Rules OR classifier. Blocking (the classifier runs an encoder): call it off the event loop."""
     verdict = detector.check(text)
     if verdict.is_crisis:
-        return CrisisDecision(verdict.category, f"rules: {verdict.matched}", 1.0)
+        return CrisisDecision(verdict.category, f"rules: {verdict.matched}")
     if classifier is None:
         return CrisisDecision(None, None)
     alone = classifier.score(text)
     if alone.is_crisis:
-        return CrisisDecision(alone.category, f"classifier:{alone.view} p={alone.probability:.2f}", alone.probability)
+        return CrisisDecision(alone.category, f"classifier:{alone.view} p={alone.probability:.2f}")
     if earlier and alone.probability >= CONVERSATION_MIN_SHARE * classifier.threshold:
         context = classifier.score(text, earlier)
         if context.is_crisis:
-            return CrisisDecision(
-                context.category, f"classifier:{context.view} p={context.probability:.2f}", context.probability
-            )
-    return CrisisDecision(None, None, alone.probability)
+            return CrisisDecision(context.category, f"classifier:{context.view} p={context.probability:.2f}")
+    return CrisisDecision(None, None)
 
 
 # ---- the guard on the mentor's own words ---------------------------------------------------------------------

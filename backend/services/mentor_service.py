@@ -30,7 +30,6 @@ class PreparedTurn:
     crisis_category: str | None
     crisis_reply: str | None
     messages: list[ChatMessage]
-    crisis_source: str | None = None  # which rule or classifier view decided it (logged, never shown)
 
 
 class MentorService:
@@ -57,21 +56,21 @@ class MentorService:
         """Read the emotion, store the user's turn (before anything can fail later), check safety, build the prompt."""
         history = await self.prompt_history(session_id)
         emotion = await self.emotion.analyze(text, audio_16k)
-        category = source = None
+        category = None
         if self.settings.safety.enabled:
             earlier = [t.content for t in history if t.role == "user"]
             models = self.emotion.models
             decision = await models.emotion_runner.run(decide, self.detector, models.engines.crisis, text, earlier)
-            category, source = decision.category, decision.source
+            category = decision.category
             if category:
-                log.warning("crisis turn in session %s: %s (%s)", session_id, category, source)
+                log.warning("crisis turn in session %s: %s (%s)", session_id, category, decision.source)
         await self.sessions.add_turn(
             session_id, "user", text, emotion=emotion, safety=category is not None, turn_id=turn_id
         )
         reply = self.wording.reply(category) if category else None
         check_in = CHECK_IN_NOTE if any(t.safety for t in history[-CHECK_IN_TURNS:]) else None
         messages = [] if category else self.llm.messages(history, text, emotion, check_in)
-        return PreparedTurn(session_id, text, emotion, category, reply, messages, source)
+        return PreparedTurn(session_id, text, emotion, category, reply, messages)
 
     def guard(self, sentence: str, session_id: str) -> str:
         """A generated sentence as it may be spoken: one that breaks a guard rule is replaced and logged."""

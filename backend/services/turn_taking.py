@@ -62,7 +62,6 @@ class TurnTaker:
         self._current: PauseTranscript | None = None
         self._last_partial_ms = 0.0
         self._budget_ok = True
-        self.last_sentence_end: float | None = None
 
     def on_audio(self, *, stt_busy: bool) -> None:
         """After each audio chunk: start a partial transcript when a pause begins or enough new speech came."""
@@ -96,7 +95,6 @@ class TurnTaker:
         if text and self.endpointer.triggered:
             await self._on_partial(text)
             p_end = await self._sentence_end(text)
-            self.last_sentence_end = p_end
             if self.endpointer.triggered:
                 words_per_s = len(text.split()) / max(self.endpointer.speech_ms / 1000, 0.5)
                 self.endpointer.end_silence_ms = combined_end_silence_ms(self.settings, text, words_per_s, p_end)
