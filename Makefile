@@ -22,6 +22,11 @@ system-deps:
 	  echo "Installing Debian package espeak-ng (TTS voice)..."; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian package chromium (browser tests; optional)..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "chromium could not be installed: tests/browser will be skipped"; }
 
 venv: $(STAMP)
 

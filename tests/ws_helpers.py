@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from starlette.testclient import WebSocketTestSession
+from starlette.types import Message
 
 from tests.fakes import pcm_bytes, silence, tone
 
@@ -26,9 +28,23 @@ class Received:
         return found[0]
 
 
+RECEIVE_TIMEOUT_S = 20.0  # a missing event fails the test instead of hanging it
+
+
+def _receive(ws: WebSocketTestSession, timeout_s: float, waiting_for: str) -> Message:
+    async def with_timeout() -> Message:
+        with anyio.fail_after(timeout_s):
+            return await ws._send_rx.receive()
+
+    try:
+        return ws.portal.call(with_timeout)
+    except TimeoutError:
+        raise AssertionError(f"nothing arrived for {timeout_s:g} s while waiting for {waiting_for}") from None
+
+
 def _take(ws: WebSocketTestSession, got: Received, waiting_for: str) -> str:
     """Receive one message into ``got``; returns its type ("<audio>" for binary frames)."""
-    message = ws.receive()
+    message = _receive(ws, RECEIVE_TIMEOUT_S, waiting_for)
     if message.get("bytes") is not None:
         got.audio.append(message["bytes"])
         got.order.append("<audio>")

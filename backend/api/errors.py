@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 
 from fastapi import FastAPI, Request
@@ -10,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.core.exceptions import ClarityError
+from backend.core.exceptions import ClarityError, RateLimited
 
 log = logging.getLogger("backend.errors")
 
@@ -18,20 +19,22 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    429: "rate_limited",
     415: "unsupported_media_type",
 }
 
 
-def _body(status: int, detail: str, code: str) -> JSONResponse:
+def _body(status: int, detail: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
     error_id = uuid.uuid4().hex[:12]
     log.log(logging.ERROR if status >= 500 else logging.INFO, "error %s %s %s: %s", error_id, status, code, detail)
-    return JSONResponse({"detail": detail, "code": code, "error_id": error_id}, status_code=status)
+    return JSONResponse({"detail": detail, "code": code, "error_id": error_id}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClarityError)
     async def _clarity(_request: Request, exc: ClarityError) -> JSONResponse:
-        return _body(exc.status_code, exc.detail, exc.code)
+        headers = {"Retry-After": str(math.ceil(exc.retry_after_s))} if isinstance(exc, RateLimited) else None
+        return _body(exc.status_code, exc.detail, exc.code, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

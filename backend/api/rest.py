@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, Depends, File, Response, UploadFile
 
-from backend.api.deps import ServicesDep, require_api_key
+from backend.api.deps import CallerDep, ServicesDep, authorize
 from backend.core.audio_utils import decode_audio_file, encode_wav
 from backend.core.exceptions import BadRequest, PayloadTooLarge
 from backend.models.api import (
@@ -17,6 +18,8 @@ from backend.models.api import (
     HistoryResponse,
     ModelInfo,
     SessionCreated,
+    SessionList,
+    SessionSummaryOut,
     SpeakRequest,
     TextChatRequest,
     TextChatResponse,
@@ -27,8 +30,8 @@ from backend.models.api import (
 from backend.models.messages import OUTPUT_RATES
 
 router = APIRouter(prefix="/api")
-protected = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
-metrics_router = APIRouter(dependencies=[Depends(require_api_key)])
+protected = APIRouter(prefix="/api")
+metrics_router = APIRouter(dependencies=[Depends(authorize)])
 
 
 @router.get("/health")
@@ -38,7 +41,7 @@ async def health(services: ServicesDep) -> HealthResponse:
         models_loaded=True,
         timestamp=datetime.now(UTC),
         models={k: ModelInfo.model_validate(v) for k, v in services.models.describe().items()},
-        active_connections=len(services.active_connections),
+        active_connections=await services.limits.active_connections(),
     )
 
 
@@ -50,24 +53,35 @@ async def prometheus_metrics(services: ServicesDep) -> Response:
 
 
 @protected.post("/sessions", status_code=201)
-async def create_session(services: ServicesDep) -> SessionCreated:
-    created = await services.sessions.create()
+async def create_session(services: ServicesDep, caller: CallerDep) -> SessionCreated:
+    created = await services.sessions.create(owner=caller.owner)
     return SessionCreated(session_id=created.session_id, created_at=created.created_at)
 
 
+@protected.get("/sessions")
+async def list_sessions(services: ServicesDep, caller: CallerDep) -> SessionList:
+    """The caller's sessions, most recently active first (at most 50)."""
+    found = await services.sessions.list_sessions(owner=caller.owner)
+    return SessionList(
+        sessions=[SessionSummaryOut(session_id=s.session_id, created_at=s.created_at, updated_at=s.updated_at,
+                                    turns=s.turns) for s in found]
+    )
+
+
 @protected.get("/sessions/{session_id}/history")
-async def history(session_id: str, services: ServicesDep) -> HistoryResponse:
-    stored = await services.sessions.get(session_id)
+async def history(session_id: str, services: ServicesDep, caller: CallerDep) -> HistoryResponse:
+    stored = await services.sessions.get(session_id, owner=caller.owner)
     turns = [
         TurnOut(
             role=t.role,
             content=t.content,
-            emotion=EmotionBrief(primary_emotion=t.emotion["primary_emotion"], confidence=t.emotion["confidence"])
+            emotion=EmotionBrief(primary_emotion=t.emotion.primary_emotion, confidence=t.emotion.confidence)
             if t.emotion
             else None,
             timestamp=t.timestamp,
             interrupted=t.interrupted,
             safety=t.safety,
+            outcome=t.outcome,
         )
         for t in stored.turns
     ]
@@ -82,25 +96,25 @@ async def history(session_id: str, services: ServicesDep) -> HistoryResponse:
 
 
 @protected.delete("/sessions/{session_id}", status_code=204)
-async def delete_session(session_id: str, services: ServicesDep) -> Response:
-    await services.sessions.delete(session_id)
+async def delete_session(session_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    await services.sessions.delete(session_id, owner=caller.owner)
     return Response(status_code=204)
 
 
 @protected.post("/text-chat")
-async def text_chat(body: TextChatRequest, services: ServicesDep) -> TextChatResponse:
-    prepared, reply = await services.mentor.text_chat(body.text, body.session_id)
-    services.telemetry.turns.labels("text", "completed").inc()
+async def text_chat(body: TextChatRequest, services: ServicesDep, caller: CallerDep) -> TextChatResponse:
+    turn = await services.mentor.text_chat(body.text, body.session_id, owner=caller.owner)
+    services.telemetry.turns.labels("text", turn.outcome or "completed").inc()
     return TextChatResponse(
-        session_id=prepared.session_id,
-        response=reply,
-        emotion=prepared.emotion,
-        safety=prepared.crisis_category is not None,
+        session_id=turn.session_id,
+        response=turn.reply_text,
+        emotion=turn.emotion,
+        safety=turn.crisis_category is not None,
     )
 
 
 @protected.post("/emotion")
-async def emotion(body: EmotionRequest, services: ServicesDep) -> EmotionResponse:
+async def emotion(body: EmotionRequest, services: ServicesDep, _caller: CallerDep) -> EmotionResponse:
     services.mentor.check_length(body.text)
     scores = await services.emotion.text_scores(body.text)
     label = max(scores, key=scores.__getitem__)
@@ -112,18 +126,24 @@ async def emotion(body: EmotionRequest, services: ServicesDep) -> EmotionRespons
 
 
 @protected.post("/transcribe")
-async def transcribe(services: ServicesDep, file: UploadFile = File(...)) -> TranscribeResponse:  # noqa: B008
-    limit = int(services.settings.server.max_upload_mb * 1024 * 1024)
+async def transcribe(
+    services: ServicesDep,
+    _caller: CallerDep,
+    file: UploadFile = File(...),  # noqa: B008
+) -> TranscribeResponse:
+    server = services.settings.server
+    limit = int(server.max_upload_mb * 1024 * 1024)
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise PayloadTooLarge(f"upload is over the {services.settings.server.max_upload_mb:g} MB limit")
-    audio, duration = await services.models.stt_runner.run(decode_audio_file, data)
+        raise PayloadTooLarge(f"upload is over the {server.max_upload_mb:g} MB limit")
+    decode = partial(decode_audio_file, max_seconds=server.max_audio_seconds)
+    audio, duration = await services.models.stt_runner.run(decode, data)
     result = await services.stt.transcribe(audio)
     return TranscribeResponse(text=result.text, language=result.language, duration_s=round(duration, 3))
 
 
 @protected.post("/speak", response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
-async def speak(body: SpeakRequest, services: ServicesDep) -> Response:
+async def speak(body: SpeakRequest, services: ServicesDep, _caller: CallerDep) -> Response:
     services.mentor.check_length(body.text)
     if body.sample_rate is not None and body.sample_rate not in OUTPUT_RATES:
         raise BadRequest(f"sample_rate must be one of {OUTPUT_RATES}", code="invalid_sample_rate")

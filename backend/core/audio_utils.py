@@ -11,7 +11,7 @@ import soxr
 
 from backend.core.audio_types import PCM16 as PCM16
 from backend.core.audio_types import FloatAudio as FloatAudio
-from backend.core.exceptions import EmptyAudio, UnsupportedAudio
+from backend.core.exceptions import AudioTooLong, EmptyAudio, UnsupportedAudio
 
 STT_RATE = 16_000
 MIN_INPUT_RATE = 8_000
@@ -38,38 +38,70 @@ def to_mono(audio: npt.NDArray[np.float32]) -> FloatAudio:
     return audio if audio.ndim == 1 else audio.mean(axis=1).astype(np.float32)
 
 
-def decode_audio_file(data: bytes, target_rate: int = STT_RATE) -> tuple[FloatAudio, float]:
+def _too_long(max_seconds: float) -> AudioTooLong:
+    return AudioTooLong(f"the recording is longer than {max_seconds:g} s; split it or trim it")
+
+
+def decode_audio_file(
+    data: bytes, target_rate: int = STT_RATE, *, max_seconds: float | None = None
+) -> tuple[FloatAudio, float]:
     """Decode anything soundfile reads (WAV, FLAC, OGG, MP3...), or PyAV as a fallback; returns mono at target.
 
-    Raises EmptyAudio for zero-length input or audio with no samples, UnsupportedAudio when it is not audio.
+    Raises EmptyAudio for zero-length input or audio with no samples, UnsupportedAudio when it is not audio,
+    AudioTooLong past ``max_seconds`` (checked from the header, or while decoding: a small compressed file
+    cannot make the server decode hours of audio).
     """
     if not data:
         raise EmptyAudio("the uploaded file is empty")
     try:
-        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            if max_seconds is not None and f.frames > max_seconds * f.samplerate:
+                raise _too_long(max_seconds)
+            audio, rate = _read_mono(f), f.samplerate
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        audio, rate = _decode_with_av(data)
+        audio, rate = _decode_with_av(data, max_seconds)
     audio = to_mono(np.asarray(audio, dtype=np.float32))
     if audio.size == 0:
         raise EmptyAudio("the audio file contains no samples")
+    if not np.isfinite(audio).all():
+        raise UnsupportedAudio("the audio holds non-finite samples (NaN or infinity)")
     duration = audio.size / float(rate)
-    return resample(audio, int(rate), target_rate), duration
+    out = resample(audio, int(rate), target_rate)
+    if out.size == 0:
+        raise EmptyAudio("the recording is too short to hold any speech")
+    return out, duration
 
 
-def _decode_with_av(data: bytes) -> tuple[FloatAudio, int]:
+def _read_mono(f: sf.SoundFile, block_frames: int = 1 << 16) -> FloatAudio:
+    """Block by block, as mono: one read would allocate the frames x channels the header claims up front (a 2 KB
+    FLAC can claim 300 s at 655 kHz on 8 channels: 6 GB), not what the file holds."""
+    blocks: list[FloatAudio] = []
+    while (block := f.read(block_frames, dtype="float32", always_2d=True)).shape[0]:
+        with np.errstate(over="ignore", invalid="ignore"):  # huge float samples: rejected as non-finite below
+            blocks.append(block.mean(axis=1, dtype=np.float32))
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
+def _decode_with_av(data: bytes, max_seconds: float | None = None) -> tuple[FloatAudio, int]:
     import av  # deferred: only needed for compressed formats soundfile does not read
 
+    limit = None if max_seconds is None else int(max_seconds * STT_RATE)
+    chunks: list[FloatAudio] = []
+    total = 0
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.audio:
                 raise UnsupportedAudio("the file has no audio stream")
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=STT_RATE)
-            chunks = [
-                out.to_ndarray().reshape(-1) for frame in container.decode(stream) for out in resampler.resample(frame)
-            ]
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    total += chunks[-1].size
+                if limit is not None and total > limit:
+                    raise _too_long(float(max_seconds or 0))
             chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    except UnsupportedAudio:
+    except (UnsupportedAudio, AudioTooLong):
         raise
     except Exception as exc:
         raise UnsupportedAudio(f"could not decode the file as audio ({type(exc).__name__})") from exc

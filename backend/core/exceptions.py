@@ -56,6 +56,22 @@ class Unauthorized(ClarityError):
     code = "unauthorized"
 
 
+class RateLimited(ClarityError):
+    """Too many requests from one key (or address): 429 with Retry-After."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"too many requests; retry in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+class AudioTooLong(ClarityError):
+    status_code = 413
+    code = "audio_too_long"
+
+
 class Overloaded(ClarityError):
     """A bounded queue is full: reject now rather than queue without limit."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Connection, event, inspect
+from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as DBSession
@@ -43,9 +43,17 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+MIGRATION_LOCK_ID = 0x434C4D01  # PostgreSQL advisory lock: one migrating process at a time
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the latest Alembic revision (creates it on an empty database)."""
+    """Bring the schema to the latest Alembic revision (creates it on an empty database).
+
+    On PostgreSQL a transaction-scoped advisory lock serialises processes started together (several workers,
+    or a prestart step racing a server): the second one waits, then finds the schema current."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         await conn.run_sync(_upgrade)
 
 

@@ -36,6 +36,8 @@ class SessionRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Who may see it: a digest of the API key that created it (None: created without a key).
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     turns: Mapped[list[TurnRow]] = relationship(
         back_populates="session", cascade="all, delete-orphan", passive_deletes=True, order_by="TurnRow.id"
     )
@@ -53,4 +55,7 @@ class TurnRow(Base):
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
     safety: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How an assistant turn ended: completed, interrupted (content = what was heard), failed, disconnected.
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
     session: Mapped[SessionRow] = relationship(back_populates="turns")

@@ -36,6 +36,10 @@ STYLES: dict[str, VoiceStyle] = {
 }
 
 
+# espeak-ng speaks no slower than 80 words per minute; faster it goes well past 4x our default 165.
+MIN_WPM, MAX_WPM = 80, 900
+
+
 def style_for(emotion: str | None) -> VoiceStyle:
     return STYLES.get(emotion or "neutral", VoiceStyle())
 
@@ -59,7 +63,8 @@ class EspeakTTS:
         if exe is None:
             raise FileNotFoundError("espeak-ng is not installed (apt-get install espeak-ng; `make run` does it)")
         self._exe = exe
-        if settings.voice.partition("+")[0].lower() not in installed_voices(exe):  # espeak would fall back silently
+        self._voices = installed_voices(exe)
+        if not self.has_voice(settings.voice):  # espeak would fall back silently
             raise ValueError(
                 f"espeak-ng has no voice {settings.voice!r} (config key tts.voice; see espeak-ng --voices)"
             )
@@ -69,9 +74,13 @@ class EspeakTTS:
         if probe.size == 0:
             raise ValueError(f"espeak-ng voice {settings.voice!r} produced no audio (config key tts.voice)")
 
-    def _run(self, text: str, style: VoiceStyle) -> PCM16:
-        speed = round(self._settings.rate_wpm * style.speed)
-        cmd = [self._exe, "-v", self._settings.voice, "-s", str(speed), "-p", str(style.pitch)]
+    def has_voice(self, voice: str) -> bool:
+        """Whether espeak-ng has ``voice`` (a variant after ``+``, e.g. ``en-us+f3``, is not checked)."""
+        return voice.partition("+")[0].lower() in self._voices
+
+    def _run(self, text: str, style: VoiceStyle, voice: str | None = None, speed: float = 1.0) -> PCM16:
+        wpm = min(MAX_WPM, max(MIN_WPM, round(self._settings.rate_wpm * style.speed * speed)))
+        cmd = [self._exe, "-v", voice or self._settings.voice, "-s", str(wpm), "-p", str(style.pitch)]
         cmd += ["-a", str(style.amplitude), "--stdout", "--stdin"]
         done = subprocess.run(cmd, input=text.encode(), capture_output=True, timeout=30, check=False)  # noqa: S603
         if done.returncode != 0 or not done.stdout:
@@ -81,7 +90,11 @@ class EspeakTTS:
             raise RuntimeError(f"espeak-ng wrote {rate} Hz, expected {self.sample_rate}")
         return np.asarray(audio if audio.ndim == 1 else audio[:, 0], dtype=np.int16)
 
-    def synthesize(self, text: str, emotion: str | None = None) -> PCM16:
+    def synthesize(
+        self, text: str, emotion: str | None = None, *, voice: str | None = None, speed: float = 1.0
+    ) -> PCM16:
+        """``voice``: another installed voice for this call (see :meth:`has_voice`); ``speed``: a factor on the
+        rate, within espeak's 80-900 words per minute."""
         if not text.strip():
             return np.zeros(0, dtype=np.int16)
-        return self._run(text, style_for(emotion))
+        return self._run(text, style_for(emotion), voice, speed)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
+
+from backend.models.emotion import EmotionData
 
 # Stripped before checking: whitespace-only text is rejected (422), never stored as an empty turn.
 UserText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -49,6 +51,18 @@ class TurnOut(BaseModel):
     timestamp: datetime
     interrupted: bool = False
     safety: bool = False
+    outcome: str | None = Field(None, description="assistant turns: completed, interrupted, failed or disconnected")
+
+
+class SessionSummaryOut(BaseModel):
+    session_id: str
+    created_at: datetime
+    updated_at: datetime
+    turns: int
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionSummaryOut]
 
 
 class TimelinePoint(BaseModel):
@@ -72,7 +86,7 @@ class TextChatRequest(BaseModel):
 class TextChatResponse(BaseModel):
     session_id: str
     response: str
-    emotion: dict[str, Any]
+    emotion: EmotionData
     safety: bool = False
 
 

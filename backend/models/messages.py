@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from backend.models.emotion import EmotionData
+
 OUTPUT_RATES = (16000, 22050, 24000, 48000)
 
 
@@ -43,12 +45,19 @@ class PingMessage(_Client):
     type: Literal["ping"]
 
 
+class AuthMessage(_Client):
+    """The API key, as the first message (browsers cannot set headers on a WebSocket)."""
+
+    type: Literal["auth"]
+    api_key: str = Field(max_length=512)
+
+
 ClientMessage = Annotated[
-    ConfigMessage | EndOfSpeechMessage | InterruptMessage | PlaybackMessage | PingMessage,
+    ConfigMessage | EndOfSpeechMessage | InterruptMessage | PlaybackMessage | PingMessage | AuthMessage,
     Field(discriminator="type"),
 ]
 client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_TYPES = ("config", "end_of_speech", "interrupt", "playback", "ping")
+CLIENT_TYPES = ("config", "end_of_speech", "interrupt", "playback", "ping", "auth")
 
 
 class ServerMessage(BaseModel):
@@ -84,7 +93,7 @@ class PartialTranscript(ServerMessage):
 
 class EmotionEvent(ServerMessage):
     type: Literal["emotion"] = "emotion"
-    data: dict[str, Any]
+    data: EmotionData
     turn_id: str
 
 
@@ -146,6 +155,7 @@ class TurnEnd(ServerMessage):
     type: Literal["turn_end"] = "turn_end"
     turn_id: str
     interrupted: bool = False
+    outcome: Literal["completed", "interrupted", "failed", "disconnected"] = "completed"
 
 
 class Error(ServerMessage):

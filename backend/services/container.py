@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from backend.config import Settings
 from backend.core.telemetry import Telemetry
 from backend.services.emotion_service import EmotionService
+from backend.services.limits import Limits, make_limits
 from backend.services.llm_service import LLMService
 from backend.services.mentor_service import MentorService
 from backend.services.model_service import ModelService
@@ -25,7 +27,8 @@ class Services:
     llm: LLMService
     tts: TTSService
     mentor: MentorService
-    active_connections: set[object] = field(default_factory=set)
+    limits: Limits
+    active_connections: set[Any] = field(default_factory=set)  # this process's VoiceSessions
     telemetry: Telemetry = field(default_factory=Telemetry)
 
     @classmethod
@@ -41,4 +44,7 @@ class Services:
             llm=llm,
             tts=TTSService(models),
             mentor=MentorService(settings, emotion, llm, sessions),
+            limits=make_limits(
+                settings.redis_url, settings.security.requests_per_minute, settings.server.max_connections
+            ),
         )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from backend.core.audio_utils import STT_RATE, FloatAudio
+from backend.models.emotion import EmotionData
 from backend.services.fusion import fuse
 from backend.services.model_service import ModelService
 
@@ -21,7 +20,7 @@ class EmotionService:
         engine = self._models.engines.text_emotion
         return (await self._models.emotion_runner.run(engine.predict, [text]))[0]
 
-    async def analyze(self, text: str, audio_16k: FloatAudio | None = None) -> dict[str, Any]:
+    async def analyze(self, text: str, audio_16k: FloatAudio | None = None) -> EmotionData:
         scores = await self.text_scores(text)
         reading = None
         if audio_16k is not None and audio_16k.size:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from backend.engines.protocols import ProsodyReading
+from backend.models.emotion import ChannelEmotion, EmotionData, SpeechReading
 
 # Where each category sits in (valence, arousal) space (Russell's circumplex, rough placements).
 CIRCUMPLEX: dict[str, tuple[float, float]] = {
@@ -48,20 +48,18 @@ def _top(scores: dict[str, float]) -> tuple[str, float]:
     return label, scores[label]
 
 
-def fuse(text_scores: dict[str, float], reading: ProsodyReading | None, *, speech_weight: float) -> dict[str, Any]:
+def fuse(text_scores: dict[str, float], reading: ProsodyReading | None, *, speech_weight: float) -> EmotionData:
     """The ``emotion.data`` payload: fused scores plus each channel and an ``incongruent`` flag."""
     labels = tuple(text_scores)
     text_label, text_conf = _top(text_scores)
-    result: dict[str, Any] = {
-        "text": {
-            "primary_emotion": text_label,
-            "confidence": round(text_conf, 4),
-            "scores": {k: round(v, 4) for k, v in text_scores.items()},
-        },
-        "speech": None,
-        "incongruent": False,
-    }
+    text = ChannelEmotion(
+        primary_emotion=text_label,
+        confidence=round(text_conf, 4),
+        scores={k: round(v, 4) for k, v in text_scores.items()},
+    )
     fused = dict(text_scores)
+    speech = None
+    incongruent = False
     if reading is not None:
         voice = speech_scores(reading, labels)
         w_speech = speech_weight * reading.confidence
@@ -69,15 +67,19 @@ def fuse(text_scores: dict[str, float], reading: ProsodyReading | None, *, speec
         fused = {k: (w_text * text_scores[k] + w_speech * voice[k]) / (w_text + w_speech) for k in labels}
         t_val, t_aro = text_affect(text_scores)
         gap = math.hypot(VALENCE_WEIGHT * (t_val - reading.valence), t_aro - reading.arousal)
-        result["speech"] = {
-            "arousal": reading.arousal,
-            "valence": reading.valence,
-            "confidence": reading.confidence,
-            "features": {k: round(v, 3) for k, v in reading.features.items()},
-        }
-        result["incongruent"] = bool(
-            reading.confidence >= MIN_SPEECH_CONFIDENCE_FOR_INCONGRUENCE and gap >= INCONGRUENCE_GAP
+        speech = SpeechReading(
+            arousal=reading.arousal,
+            valence=reading.valence,
+            confidence=reading.confidence,
+            features={k: round(v, 3) for k, v in reading.features.items()},
         )
+        incongruent = bool(reading.confidence >= MIN_SPEECH_CONFIDENCE_FOR_INCONGRUENCE and gap >= INCONGRUENCE_GAP)
     label, conf = _top(fused)
-    result.update(primary_emotion=label, confidence=round(conf, 4), scores={k: round(v, 4) for k, v in fused.items()})
-    return result
+    return EmotionData(
+        primary_emotion=label,
+        confidence=round(min(1.0, conf), 4),
+        scores={k: round(v, 4) for k, v in fused.items()},
+        text=text,
+        speech=speech,
+        incongruent=incongruent,
+    )

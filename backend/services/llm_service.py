@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 from backend.core.exceptions import ClarityError, ModelError, Overloaded
 from backend.engines.protocols import ChatMessage
+from backend.models.emotion import EmotionData
 from backend.services.model_service import ModelService
 from backend.services.prompting import HistoryTurn, build_messages
 
@@ -23,7 +23,7 @@ class LLMService:
         self,
         history: Sequence[HistoryTurn],
         user_text: str,
-        emotion: dict[str, Any] | None,
+        emotion: EmotionData | None,
         check_in: str | None = None,
     ) -> list[ChatMessage]:
         llm = self._models.engines.llm

@@ -64,6 +64,10 @@ def _llm_loader(settings: Settings) -> Callable[[], LanguageModel]:
         from backend.engines.llamacpp_llm import LlamaCppLLM
 
         return lambda: LlamaCppLLM(llm, cache, threads, settings.threads.llm_batch, settings.threads.turn)
+    if llm.engine == "openai":
+        from backend.engines.openai_llm import OpenAICompatLLM
+
+        return lambda: OpenAICompatLLM(llm)
     if llm.engine == "ctranslate2":
         from backend.engines.ct2_llm import CT2LLM
 
@@ -73,21 +77,44 @@ def _llm_loader(settings: Settings) -> Callable[[], LanguageModel]:
     return lambda: TransformersLLM(llm, cache, settings.threads.torch)
 
 
+def _stt_loader(settings: Settings) -> tuple[str, Callable[[], SpeechToText]]:
+    """(banner label, loader) of the configured STT engine."""
+    stt = settings.stt
+    if stt.engine == "openai":
+        from backend.engines.openai_audio import OpenAISTT
+
+        return f"{stt.api_model} at {stt.base_url}", lambda: OpenAISTT(stt)
+    from backend.engines.whisper_stt import WhisperSTT
+
+    return stt.display_name, lambda: WhisperSTT(stt, settings.threads.stt, settings.threads.stt_workers)
+
+
+def _tts_loader(settings: Settings) -> tuple[str, Callable[[], TextToSpeech]]:
+    """(banner label, loader) of the configured TTS engine."""
+    tts = settings.tts
+    if tts.engine == "openai":
+        from backend.engines.openai_audio import OpenAITTS
+
+        return f"{tts.api_model} at {tts.base_url}, voice {tts.voice}", lambda: OpenAITTS(tts)
+    from backend.engines.espeak_tts import EspeakTTS
+
+    return f"espeak-ng, voice {tts.voice}", lambda: EspeakTTS(tts)
+
+
 def load_engines(settings: Settings) -> EngineSet:
     """Load the configured engines. Blocking (seconds): called from the lifespan in a worker thread."""
     quiet_third_party_logs()
-    from backend.engines.espeak_tts import EspeakTTS
     from backend.engines.prosody import ProsodyEmotion
     from backend.engines.silero_vad import SileroVAD
     from backend.engines.text_emotion import MiniLMEmotion
-    from backend.engines.whisper_stt import WhisperSTT
 
     t: dict[str, float] = {}
+    stt_label, stt_loader = _stt_loader(settings)
     stt: SpeechToText = _load(
         1,
         _Step("STT model", "stt.model"),
-        settings.stt.display_name,
-        lambda: WhisperSTT(settings.stt, settings.threads.stt, settings.threads.stt_workers),
+        stt_label,
+        stt_loader,
         t,
         "stt",
     )
@@ -120,11 +147,12 @@ def load_engines(settings: Settings) -> EngineSet:
         t,
         "llm",
     )
+    tts_label, tts_loader = _tts_loader(settings)
     tts: TextToSpeech = _load(
         4,
         _Step("TTS", "tts.voice"),
-        f"espeak-ng, voice {settings.tts.voice}",
-        lambda: EspeakTTS(settings.tts),
+        tts_label,
+        tts_loader,
         t,
         "tts",
     )
@@ -161,7 +189,8 @@ class ModelService:
         )
         self.emotion_runner = BoundedRunner("emotion", workers=2, max_pending=64)
         # llama.cpp batches concurrent replies in its own scheduler thread: one waiting worker per slot.
-        llm_workers = settings.llm.parallel if settings.llm.engine == "llamacpp" else 1
+        # A remote (openai) server batches concurrent requests itself: as many in flight as llm.parallel.
+        llm_workers = settings.llm.parallel if settings.llm.engine in ("llamacpp", "openai") else 1
         self.llm_runner = BoundedRunner("llm", workers=llm_workers, max_pending=settings.llm.max_pending + llm_workers)
         self.tts_runner = BoundedRunner("tts", workers=settings.threads.tts, max_pending=settings.tts.max_pending)
         self.vad_runner = BoundedRunner("vad", workers=2, max_pending=1024)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from backend.engines.protocols import ChatMessage
+from backend.models.emotion import EmotionData
 
 PERSONA = (
     "You are ClarityMentor, a warm and concise mentor people talk to when they are stuck, stressed or deciding "
@@ -21,15 +21,15 @@ INTERRUPTED_NOTE = " [the user interrupted you here]"
 class HistoryTurn:
     role: str
     content: str
-    emotion: dict[str, Any] | None = None
-    interrupted: bool = False
+    emotion: EmotionData | None = None
+    interrupted: bool = False  # only a real interruption by the user is presented to the model as one
     safety: bool = False  # a crisis turn (the user's message, or the safety reply to it)
 
 
-def emotion_tag(emotion: dict[str, Any] | None) -> str:
-    if not emotion or "primary_emotion" not in emotion:
+def emotion_tag(emotion: EmotionData | None) -> str:
+    if emotion is None:
         return ""
-    return f"[user sounds: {emotion['primary_emotion']}, {float(emotion.get('confidence', 0.0)):.2f}] "
+    return f"[user sounds: {emotion.primary_emotion}, {emotion.confidence:.2f}] "
 
 
 def render_turn(turn: HistoryTurn) -> ChatMessage:
@@ -41,7 +41,7 @@ def render_turn(turn: HistoryTurn) -> ChatMessage:
 def build_messages(
     history: Sequence[HistoryTurn],
     user_text: str,
-    emotion: dict[str, Any] | None,
+    emotion: EmotionData | None,
     *,
     count_tokens: Callable[[str], int],
     history_token_budget: int,
@@ -51,6 +51,8 @@ def build_messages(
     kept: list[ChatMessage] = []
     used = 0
     for turn in reversed(history):
+        if turn.role == "assistant" and not turn.content.strip() and not turn.interrupted:
+            continue  # a reply that failed before its first sentence: nothing was said
         message = render_turn(turn)
         cost = count_tokens(message.content) + 4
         if used + cost > history_token_budget:

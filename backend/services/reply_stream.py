@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 SENTENCE_END = re.compile(r"(.+?[.!?]+[\"')\]]?)\s+", re.DOTALL)
 
@@ -42,16 +41,13 @@ class SpokenSegment:
 
 @dataclass
 class ActiveReply:
+    """The spoken side of a reply: what was queued for playback, and whether (why) it was cut off."""
+
     turn_id: str
     task: asyncio.Task[None] | None = None
-    text: str = ""
-    tokens: int = 0
     segments: list[SpokenSegment] = field(default_factory=list)
     audio_ms_queued: float = 0.0
     interrupted: str | None = None
-    llm_start: float = 0.0
-    llm_first_token: float | None = None
-    llm_done: float | None = None
     tts_first_audio_ms: float | None = None
     played_ms_ack: float | None = None
 
@@ -81,8 +77,3 @@ def ms_between(end: float | None, start: float | None) -> float | None:
     if end is None or start is None:
         return None
     return round(1000 * (end - start), 1)
-
-
-async def aiter_items(items: list[str]) -> Any:
-    for item in items:
-        yield item

@@ -17,6 +17,7 @@ T = TypeVar("T")
 class BoundedRunner:
     def __init__(self, name: str, *, workers: int, max_pending: int) -> None:
         self.name = name
+        self.workers = workers
         self.max_pending = max_pending
         self.pending = 0
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"engine-{name}")

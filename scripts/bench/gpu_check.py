@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from backend.config import LLMSettings
 from backend.engines.hf_llm import TransformersLLM
+from backend.models.emotion import EmotionData
 from backend.services.prompting import HistoryTurn, build_messages
 
 
@@ -52,7 +53,7 @@ def run(device: str, base: Path, adapter: Path) -> dict[str, object]:
     messages = build_messages(
         [HistoryTurn("user", "hello")],
         "I feel really stressed about my exam tomorrow.",
-        {"primary_emotion": "fear", "confidence": 0.8},
+        EmotionData(primary_emotion="fear", confidence=0.8),
         count_tokens=llm.count_tokens,
         history_token_budget=600,
     )

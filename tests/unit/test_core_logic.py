@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from backend.config import EMOTIONS, Settings, VADSettings
 from backend.engines.prosody import ProsodyEmotion
 from backend.engines.protocols import ProsodyReading
+from backend.models.emotion import EmotionData
 from backend.services.endpointing import Endpointer, adaptive_end_silence_ms
 from backend.services.fusion import fuse
 from backend.services.prompting import INTERRUPTED_NOTE, PERSONA, HistoryTurn, build_messages
@@ -65,18 +66,19 @@ def test_fusion_flags_cheerful_words_in_a_flat_voice() -> None:
     joy = {label: (0.9 if label == "joy" else 0.1 / 6) for label in EMOTIONS}
     flat = ProsodyReading(arousal=-0.7, valence=-0.6, confidence=0.5)
     data = fuse(joy, flat, speech_weight=0.35)
-    assert data["incongruent"] is True
-    assert data["text"]["primary_emotion"] == "joy" and data["speech"]["arousal"] == -0.7
-    assert data["scores"]["sadness"] > joy["sadness"]  # the voice moved the fused scores
-    assert sum(data["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert data.incongruent is True
+    assert data.text is not None and data.text.primary_emotion == "joy"
+    assert data.speech is not None and data.speech.arousal == -0.7
+    assert data.scores["sadness"] > joy["sadness"]  # the voice moved the fused scores
+    assert sum(data.scores.values()) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_fusion_trusts_text_when_voice_is_unsure() -> None:
     anger = {label: (0.8 if label == "anger" else 0.2 / 6) for label in EMOTIONS}
     unsure = ProsodyReading(arousal=-0.8, valence=0.5, confidence=0.05)
     data = fuse(anger, unsure, speech_weight=0.35)
-    assert data["primary_emotion"] == "anger" and data["incongruent"] is False
-    assert fuse(anger, None, speech_weight=0.35)["speech"] is None
+    assert data.primary_emotion == "anger" and data.incongruent is False
+    assert fuse(anger, None, speech_weight=0.35).speech is None
 
 
 def test_prosody_confidence_is_low_and_grows_with_speech() -> None:
@@ -91,7 +93,7 @@ def test_prosody_confidence_is_low_and_grows_with_speech() -> None:
 
 def test_prompt_has_persona_emotion_and_budgeted_history() -> None:
     history = [
-        HistoryTurn("user", f"old message {i} " * 5, {"primary_emotion": "sadness", "confidence": 0.6})
+        HistoryTurn("user", f"old message {i} " * 5, EmotionData(primary_emotion="sadness", confidence=0.6))
         if i % 2 == 0
         else HistoryTurn("assistant", f"reply {i}", interrupted=i == 3)
         for i in range(10)
@@ -99,7 +101,7 @@ def test_prompt_has_persona_emotion_and_budgeted_history() -> None:
     msgs = build_messages(
         history,
         "What now?",
-        {"primary_emotion": "fear", "confidence": 0.82},
+        EmotionData(primary_emotion="fear", confidence=0.82),
         count_tokens=lambda s: len(s.split()),
         history_token_budget=60,
     )

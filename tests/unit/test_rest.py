@@ -451,7 +451,12 @@ def test_llm_failure_is_a_500_and_keeps_the_user_turn(client: TestClient, engine
     assert_error(chat(client, "please remember this", session_id), 500, "model_error")
 
     turns = history(client, session_id)["turns"]
-    assert [(t["role"], t["content"]) for t in turns] == [("user", "please remember this")]
+    # The user's words are kept; the reply is recorded as failed (nothing was said), never as an interruption.
+    assert [(t["role"], t["content"], t["outcome"]) for t in turns] == [
+        ("user", "please remember this", None),
+        ("assistant", "", "failed"),
+    ]
+    assert turns[1]["interrupted"] is False
 
     health = client.get("/api/health")
     assert health.status_code == 200 and health.json()["status"] == "healthy"
@@ -460,7 +465,8 @@ def test_llm_failure_is_a_500_and_keeps_the_user_turn(client: TestClient, engine
     response = chat(client, "are you back?", session_id)
     assert response.status_code == 200, response.text
     assert response.json()["response"] == FAKE_REPLY
-    assert [t["role"] for t in history(client, session_id)["turns"]] == ["user", "user", "assistant"]
+    assert [t["role"] for t in history(client, session_id)["turns"]] == ["user", "assistant", "user", "assistant"]
+    assert not any("interrupted" in m.content for m in llm.prompts[-1])  # a failure is not shown as a cut-off
     assert client.app.state.services.models.llm_runner.pending == 0  # type: ignore[attr-defined]
 
 

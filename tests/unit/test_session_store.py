@@ -9,14 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from backend.core.exceptions import SessionNotFound
+from backend.models.emotion import EmotionData
 from backend.services.session_service import SessionService, StoredSession
-from tests.conftest import POSTGRES_URL, make_settings
+from tests.conftest import POSTGRES_URL, make_settings, require_server
 from tests.fakes import FakeLLM, fake_engines
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -46,6 +46,8 @@ async def _cleanup(url: str, ids: list[str]) -> None:
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        require_server(POSTGRES_URL, "PostgreSQL")
     return backend_url(request.param, tmp_path)
 
 
@@ -128,16 +130,16 @@ async def test_add_turn_returns_what_was_stored(store: SessionService, new_sessi
 
 async def test_emotion_json_round_trips(store: SessionService, new_session: NewSession) -> None:
     session_id = await new_session()
-    emotion: dict[str, Any] = {
-        "primary_emotion": "fear",
-        "confidence": 0.7123,
-        "scores": {"fear": 0.7123, "joy": 0.05, "neutral": 0.2377},
-        "text": {"primary_emotion": "fear", "confidence": 0.7, "scores": {"fear": 0.7}},
-        "speech": None,
-        "incongruent": True,
-        "note": 'überrascht 😮 "quoted"',
-        "features": [1, 2.5, -3],
-    }
+    emotion = EmotionData.model_validate(
+        {
+            "primary_emotion": "fear",
+            "confidence": 0.7123,
+            "scores": {"fear": 0.7123, "joy": 0.05, "neutral": 0.2377},
+            "text": {"primary_emotion": "fear", "confidence": 0.7, "scores": {"fear": 0.7}},
+            "speech": {"arousal": -0.25, "valence": 0.1, "confidence": 0.4, "features": {"pitch_hz": 181.5}},
+            "incongruent": True,
+        }
+    )
     await store.add_turn(session_id, "user", "I feel stressed", emotion=emotion)
     await store.add_turn(session_id, "assistant", "reply")
     turns = (await store.get(session_id)).turns
@@ -148,11 +150,14 @@ async def test_emotion_json_round_trips(store: SessionService, new_session: NewS
 async def test_interrupted_and_safety_flags_round_trip(store: SessionService, new_session: NewSession) -> None:
     session_id = await new_session()
     await store.add_turn(session_id, "user", "plain")
-    await store.add_turn(session_id, "assistant", "cut off", interrupted=True)
+    await store.add_turn(session_id, "assistant", "cut off", outcome="interrupted")
     await store.add_turn(session_id, "user", "crisis", safety=True)
-    await store.add_turn(session_id, "assistant", "both", interrupted=True, safety=True)
-    flags = [(t.interrupted, t.safety) for t in (await store.get(session_id)).turns]
-    assert flags == [(False, False), (True, False), (False, True), (True, True)]
+    await store.add_turn(session_id, "assistant", "both", outcome="interrupted", safety=True)
+    await store.add_turn(session_id, "assistant", "half a repl", outcome="failed", error_code="model_error")
+    turns = (await store.get(session_id)).turns
+    flags = [(t.interrupted, t.safety) for t in turns]
+    assert flags == [(False, False), (True, False), (False, True), (True, True), (False, False)]
+    assert [(t.outcome, t.error_code) for t in turns][-2:] == [("interrupted", None), ("failed", "model_error")]
 
 
 async def test_sessions_are_isolated(store: SessionService, new_session: NewSession) -> None:
@@ -213,7 +218,7 @@ async def test_last_turns_returns_the_newest_in_chronological_order(
 async def test_delete_removes_the_session_and_its_turns(store: SessionService, new_session: NewSession) -> None:
     session_id = await new_session()
     keep = await new_session()
-    await store.add_turn(session_id, "user", "gone soon", emotion={"primary_emotion": "joy", "confidence": 0.9})
+    await store.add_turn(session_id, "user", "gone soon", emotion=EmotionData(primary_emotion="joy", confidence=0.9))
     await store.add_turn(session_id, "assistant", "bye")
     await store.add_turn(keep, "user", "stays")
 
@@ -256,9 +261,9 @@ async def test_history_survives_a_restart(db_url: str, created_ids: list[str]) -
             session_id,
             "user",
             "remember me",
-            emotion={"primary_emotion": "sadness", "confidence": 0.61, "scores": {"sadness": 0.61}},
+            emotion=EmotionData(primary_emotion="sadness", confidence=0.61, scores={"sadness": 0.61}),
         )
-        await first.add_turn(session_id, "assistant", "I will", interrupted=True, turn_id="t-9")
+        await first.add_turn(session_id, "assistant", "I will", outcome="interrupted", turn_id="t-9")
         await first.add_turn(session_id, "user", "crisis words", safety=True)
         before = await first.get(session_id)
     finally:
@@ -269,7 +274,8 @@ async def test_history_survives_a_restart(db_url: str, created_ids: list[str]) -
         after = await second.get(session_id)
         assert after == before
         assert contents(after) == [("user", "remember me"), ("assistant", "I will"), ("user", "crisis words")]
-        assert after.turns[0].emotion == {"primary_emotion": "sadness", "confidence": 0.61, "scores": {"sadness": 0.61}}
+        expected = EmotionData(primary_emotion="sadness", confidence=0.61, scores={"sadness": 0.61})
+        assert after.turns[0].emotion == expected
         assert (after.turns[1].interrupted, after.turns[1].turn_id) == (True, "t-9")
         assert after.turns[2].safety is True
         await second.add_turn(session_id, "assistant", "still here")  # and it keeps accepting writes

@@ -187,14 +187,30 @@ def test_unknown_session_in_url_is_refused_with_4404(client: TestClient) -> None
 def test_api_key_is_required_when_configured(client_factory: Callable[..., TestClient], tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import make_settings
 
-    client = client_factory(settings=make_settings(tmp_path, security={"api_key": "k3y"}))
+    engines = fake_engines()
+    client = client_factory(engines, settings=make_settings(tmp_path, security={"api_keys": ["k3y", "other"]}))
+    warm_up_calls = engines.stt.calls  # type: ignore[attr-defined]
     with client.websocket_connect("/ws/voice") as ws:
+        ws.send_json({"type": "auth", "api_key": "wrong"})
         assert ws.receive_json()["code"] == "unauthorized"
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
-    assert closed.value.code == 4401
-    with client.websocket_connect("/ws/voice?api_key=k3y") as ws:
+    assert closed.value.code == 1008
+    assert engines.stt.calls == warm_up_calls  # type: ignore[attr-defined]  # refused before any model ran
+    with pytest.raises(WebSocketDisconnect) as in_url:  # a key in the URL ends up in logs: refused outright
+        with client.websocket_connect("/ws/voice?api_key=k3y") as ws:
+            ws.receive_json()
+    assert in_url.value.code == 1008
+    with client.websocket_connect("/ws/voice") as ws:  # browsers: the first message
+        ws.send_json({"type": "auth", "api_key": "k3y"})
+        session_id = ws.receive_json()["session_id"]
+    with client.websocket_connect("/ws/voice", subprotocols=["clarity", "bearer.k3y"]) as ws:
+        assert ws.accepted_subprotocol == "clarity"
         assert ws.receive_json()["type"] == "ready"
+    with client.websocket_connect(f"/ws/voice?session_id={session_id}", headers={"X-API-Key": "other"}) as ws:
+        assert ws.receive_json()["code"] == "session_not_found"  # another key's session does not exist for it
+    with client.websocket_connect(f"/ws/voice?session_id={session_id}", headers={"Authorization": "Bearer k3y"}) as ws:
+        assert ws.receive_json()["session_id"] == session_id
 
 
 def test_a_failing_model_gives_an_error_event_and_keeps_the_user_turn(
@@ -206,13 +222,16 @@ def test_a_failing_model_gives_an_error_event_and_keeps_the_user_turn(
     with client.websocket_connect("/ws/voice") as ws:
         session_id = ws.receive_json()["session_id"]
         speak(ws)
-        got = receive_until(ws, "error")
+        got = receive_until(ws, "turn_end")
         assert got.one("error")["code"] == "model_error"
+        assert got.one("turn_end")["outcome"] == "failed"
         llm.fail_with = None
         second = one_turn(ws)  # the connection survives
     assert second.one("response")["text"]
     turns = client.get(f"/api/sessions/{session_id}/history").json()["turns"]
-    assert [t["role"] for t in turns] == ["user", "user", "assistant"]
+    assert [(t["role"], t["outcome"]) for t in turns] == [
+        ("user", None), ("assistant", "failed"), ("user", None), ("assistant", "completed")
+    ]
 
 
 def test_one_clients_error_does_not_disturb_another(client: TestClient) -> None:
@@ -290,3 +309,15 @@ def test_partial_transcripts_arrive_while_the_user_speaks(client: TestClient) ->
     partials = got.of("partial_transcript")
     assert partials and all(p["text"] for p in partials)
     assert got.order.index("partial_transcript") < got.order.index("transcript")
+
+
+def test_a_missing_event_fails_the_test_quickly_instead_of_hanging(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tests.ws_helpers as helpers
+
+    monkeypatch.setattr(helpers, "RECEIVE_TIMEOUT_S", 0.3)
+    with client.websocket_connect("/ws/voice") as ws:
+        ws.receive_json()
+        with pytest.raises(AssertionError, match="nothing arrived"):
+            receive_until(ws, "turn_end")  # no audio was sent: no turn will ever end
