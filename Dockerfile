@@ -57,5 +57,5 @@ EXPOSE 2323
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:2323/api/health', timeout=4)"]
 # Prestart: migrations once, before the workers (which skip them: CLARITY_DB__MIGRATE_ON_START=false); then
-# uvicorn with the app factory, WORKERS processes (each loads its own models: ~1.2 GB resident per worker).
-CMD ["sh", "-c", "python -m backend.db.migrate && exec uvicorn backend.main:create_app --factory --host 0.0.0.0 --port 2323 --workers ${WORKERS:-1} --ws-max-size 4194304"]
+# uvicorn with the module-level app, WORKERS processes (each loads its own models: ~1.2 GB resident per worker).
+CMD ["sh", "-c", "python -m backend.db.migrate && exec uvicorn backend.main:app --host 0.0.0.0 --port 2323 --workers ${WORKERS:-1} --ws-max-size 1048576 --timeout-graceful-shutdown 8"]

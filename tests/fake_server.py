@@ -9,10 +9,12 @@ only the engines are the fakes from tests/fakes.py.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from backend.__main__ import uvicorn_config
 from backend.config import Settings
@@ -26,6 +28,17 @@ LONG_REPLY = (
     "Then close the books, breathe slowly and get some proper sleep, because rest helps memory. "
     "Tomorrow morning, read the card again and remind yourself how much you already prepared."
 )
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``tests.fake_server:app`` for ``uvicorn --workers N``: fake engines, everything else from the environment
+    (DATABASE_URL, REDIS_URL, CLARITY_*) exactly as ``backend.main:app`` reads it."""
+    if name != "app":
+        raise AttributeError(name)
+    settings = Settings()
+    configure_logging(settings.server)
+    engines = fake_engines(llm=FakeLLM(LONG_REPLY, token_delay_s=float(os.environ.get("FAKE_TOKEN_DELAY", "0"))))
+    return create_app(settings, engine_loader=lambda _s: engines)
 
 
 def main() -> int:
