@@ -71,6 +71,9 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader | N
         )
         services = app.state.services = Services.build(settings, models, sessions)
         host = _display_host(settings.server.host)
+        if settings.server.host not in ("127.0.0.1", "localhost", "::1") and not settings.security.keys():
+            log.warning("listening on %s without API keys: anyone who can reach it can use it "
+                        "(set security.api_keys)", settings.server.host)
         print("✓ All services initialized and ready!", flush=True)
         log.info(
             "ready: ws://%s:%s/ws/voice, http://%s:%s/api/health, docs at /docs",

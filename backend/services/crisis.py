@@ -67,7 +67,8 @@ def decide(detector: CrisisDetector, classifier: Any | None, text: str, earlier:
     """Rules OR classifier. Blocking (the classifier runs an encoder): call it off the event loop."""
     verdict = detector.check(text)
     if verdict.is_crisis:
-        return CrisisDecision(verdict.category, f"rules: {verdict.matched}")
+        # Only the rule's name: the matched words are the user's, and logs never hold what was said.
+        return CrisisDecision(verdict.category, f"rules: {(verdict.matched or '').partition(':')[0]}")
     if classifier is None:
         return CrisisDecision(None, None)
     alone = classifier.score(text)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from backend.config import Settings
 from backend.core.audio_utils import FloatAudio
 from backend.core.exceptions import ClarityError, SessionNotFound, TextTooLong
+from backend.core.logging import bind_context
 from backend.engines.protocols import ChatMessage
 from backend.models.emotion import EmotionData
 from backend.services.crisis import CHECK_IN_NOTE, SAFE_REPLACEMENT, decide, guard_sentence, load_wording
@@ -122,6 +123,7 @@ class MentorService:
         """Read the emotion, check safety, store the user's turn (before anything can fail later), build the prompt."""
         self.check_length(text)
         turn_id = turn_id or uuid.uuid4().hex[:12]
+        bind_context(session_id=session_id, turn_id=turn_id)
         history = await self.prompt_history(session_id)
         emotion = await self.emotion.analyze(text, audio_16k)
         category = None
@@ -131,7 +133,7 @@ class MentorService:
             decision = await models.emotion_runner.run(decide, self.detector, models.engines.crisis, text, earlier)
             category = decision.category
             if category:
-                log.warning("crisis turn: %s (%s)", category, decision.source, extra={"session_id": session_id})
+                log.warning("crisis turn: %s (%s)", category, decision.source)
         await self.sessions.add_turn(
             session_id, "user", text, emotion=emotion, safety=category is not None, turn_id=turn_id
         )
@@ -177,7 +179,7 @@ class MentorService:
         if code is None:
             return sentence
         turn.guard_code = code
-        log.warning("reply guard %s replaced a sentence", code, extra={"session_id": turn.session_id})
+        log.warning("reply guard %s replaced a sentence", code)
         return SAFE_REPLACEMENT
 
     # ---- persistence ----------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def _env(database_url: str, redis_prefix_db: str, **extra: str) -> dict[str, str
 def servers(cmds: list[list[str]], env: dict[str, str], ports: list[int]) -> Iterator[list[str]]:
     """Start every command at once (the migration race), wait until each port answers /api/health."""
     with ExitStack() as stack:
-        procs = [subprocess.Popen(cmd, cwd=REPO, env=env) for cmd in cmds]  # noqa: S603
+        procs = [subprocess.Popen(cmd, cwd=REPO, env=env) for cmd in cmds]
         for proc in procs:
             stack.callback(lambda p=proc: (p.kill(), p.wait(10)))
         bases = [f"http://127.0.0.1:{port}" for port in ports]
@@ -155,7 +155,7 @@ async def test_two_processes_one_database_share_conversations_and_limits(fresh_d
 def test_prestart_migration_then_two_uvicorn_workers_serve_one_history(fresh_database: str) -> None:
     port = _free_port()
     env = _env(fresh_database, REDIS_URL, CLARITY_DB__MIGRATE_ON_START="false")
-    prestart = subprocess.run(  # noqa: S603
+    prestart = subprocess.run(
         [sys.executable, "-m", "backend.db.migrate"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert prestart.returncode == 0, prestart.stderr
@@ -177,9 +177,12 @@ def test_six_processes_migrating_a_fresh_database_together_all_succeed(fresh_dat
     ``UniqueViolationError ... pg_type_typname_nsp_index`` or a duplicate table."""
     env = _env(fresh_database, REDIS_URL)
     start_at = str(time.time() + 4)  # imports first, then all of them migrate at the same instant
-    code = "import sys, time; from backend.db.migrate import main; time.sleep(max(0, float(sys.argv[1]) - time.time())); main()"
+    code = (
+        "import sys, time; from backend.db.migrate import main; "
+        "time.sleep(max(0, float(sys.argv[1]) - time.time())); main()"
+    )
     cmd = [sys.executable, "-c", code, start_at]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for _ in range(6)]  # noqa: S603
-    codes = [(p.returncode, p.communicate(timeout=60)[1]) for p in procs]
-    codes = [(p.returncode, err) for p, (_, err) in zip(procs, codes, strict=True)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    codes = [(p.returncode, err) for p, err in zip(procs, errors, strict=True)]
     assert [code for code, _ in codes] == [0] * 6, [err[-300:] for code, err in codes if code]
