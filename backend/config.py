@@ -111,6 +111,12 @@ class VADSettings(BaseModel):
     pre_roll_ms: int = Field(300, ge=0)
     max_utterance_s: float = Field(30.0, gt=1)
     barge_in_min_ms: int = Field(300, ge=0)
+    # Smart Turn v3.2 (BSD-2): acoustic P(turn complete) at each pause, one vote of three in the end-of-turn wait.
+    smart_turn: bool = True
+    # The ONNX file inside pipecat-ai (pip install --no-deps pipecat-ai==1.14.0; pipecat itself is never imported).
+    # Enabled and missing: start-up fails with a message naming this fix.
+    smart_turn_model: str = "package:pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+    smart_turn_device: Device = "cpu"  # the packaged file is the int8 CPU build; 50-130 ms per pause on 1 thread
 
     @model_validator(mode="after")
     def _check_order(self) -> VADSettings:
@@ -163,7 +169,8 @@ class EmotionSettings(BaseModel):
 
 
 class TTSSettings(BaseModel):
-    engine: Literal["espeak", "openai"] = "espeak"
+    # espeak (local espeak-ng), kokoro (local Kokoro-82M neural voice) or openai (a remote /audio/speech server)
+    engine: Literal["espeak", "openai", "kokoro"] = "espeak"
     voice: str = "en-gb-x-rp"  # engine "openai": the server's voice name (e.g. "alloy")
     rate_wpm: int = Field(165, ge=60, le=400)
     frame_ms: int = Field(100, ge=10, le=100)
@@ -174,6 +181,11 @@ class TTSSettings(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = Field(30.0, gt=0)
     sample_rate: int = Field(24000, ge=8000, le=48000)
+    # engine "kokoro": Kokoro-82M (int8 ONNX, 24 kHz), fetched into the cache by scripts.prepare_models.
+    kokoro_voice: str = "af_heart"  # a file <name>.bin in kokoro_voices_dir; a…: US accent, b…: British
+    kokoro_voices_dir: str = "models/kokoro/voices"  # Kokoro voice style files (af_heart, am_michael ship here)
+    kokoro_model: str | None = None  # None: <cache_dir>/kokoro/kokoro-v1.0.int8.onnx
+    device: Device = "auto"  # engine "kokoro": onnxruntime's CUDA provider when it has one (auto), or cpu/cuda
 
     @model_validator(mode="after")
     def _check_remote(self) -> TTSSettings:

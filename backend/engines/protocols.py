@@ -62,6 +62,15 @@ class VoiceActivity(Protocol):
 
 
 @runtime_checkable
+class EndOfTurnAudio(Protocol):
+    name: str
+
+    def probability(self, audio_16k: FloatAudio) -> float:
+        """P(the speaker finished the turn) in [0, 1], from 16 kHz mono audio ending now."""
+        ...
+
+
+@runtime_checkable
 class TextEmotion(Protocol):
     name: str
     labels: tuple[str, ...]
@@ -111,6 +120,7 @@ class EngineSet:
     tts: TextToSpeech
     load_seconds: dict[str, float] = field(default_factory=dict)
     crisis: Any = None  # the learned crisis classifier (CrisisClassifier); None: the rules alone
+    end_of_turn: EndOfTurnAudio | None = None  # acoustic end-of-turn model (SmartTurn); None: text signals only
 
     def close(self) -> None:
         for engine in (self.stt, self.vad, self.text_emotion, self.speech_emotion, self.llm, self.tts):

@@ -63,17 +63,54 @@ LM_INCOMPLETE_BELOW = 0.05  # "and", "because", "I was going to": the sentence c
 LM_COMPLETE_ABOVE = 0.3
 
 
+# Smart Turn's acoustic P(turn complete) for the pause's audio (engines/smart_turn.py). Trained on human speech; on
+# synthetic voices it misfires, so it only confirms an early end or adds a second "unfinished" vote, never decides.
+ACOUSTIC_INCOMPLETE_BELOW = 0.2
+ACOUSTIC_COMPLETE_ABOVE = 0.5
+
+
 def combined_end_silence_ms(
-    settings: VADSettings, partial_text: str, words_per_second: float | None, p_sentence_end: float | None
+    settings: VADSettings,
+    partial_text: str,
+    words_per_second: float | None,
+    p_sentence_end: float | None,
+    p_acoustic: float | None = None,
 ) -> int:
-    """The wait after a pause, from three signals: the rules (dangling word, Whisper's punctuation), the LLM's
-    P(sentence finished) and the speaking rate. End early only when the rules and the LLM agree the sentence is
-    finished; wait the longest when either sees it unfinished; in between when they disagree. Never beyond
-    ``max_end_silence_ms``. Without an LLM score this is :func:`adaptive_end_silence_ms`."""
+    """The wait after a pause, from the rules (dangling word, Whisper's punctuation, speaking rate), the LLM's
+    P(sentence finished) and, when given, the acoustic P(turn complete). End early only when every signal present
+    agrees the turn is finished (all three: the shortest wait); wait the longest when the LLM, or any two signals,
+    see it unfinished; in between otherwise. Always within ``min/max_end_silence_ms``. Without an LLM or acoustic
+    score this is :func:`adaptive_end_silence_ms`."""
     rules = adaptive_end_silence_ms(settings, partial_text, words_per_second)
-    if not settings.adaptive or p_sentence_end is None:
+    if not settings.adaptive or (p_sentence_end is None and p_acoustic is None):
         return rules
     base = float(settings.end_silence_ms)
+    wait = _text_wait(rules, base, p_sentence_end)
+    if p_acoustic is not None:
+        votes = (
+            (rules < base) - (rules > base),  # the rules: a wait below the default means "finished"
+            0 if p_sentence_end is None else _vote(p_sentence_end, LM_INCOMPLETE_BELOW, LM_COMPLETE_ABOVE),
+            _vote(p_acoustic, ACOUSTIC_INCOMPLETE_BELOW, ACOUSTIC_COMPLETE_ABOVE),
+        )
+        if votes.count(-1) >= 2:
+            wait = max(wait, base * 1.8)
+        elif votes == (1, 1, 1):
+            wait = settings.min_end_silence_ms
+        elif wait < base and votes[2] < 1:
+            wait = base  # the text says finished, the voice does not confirm it: the default wait
+    return int(min(max(wait, settings.min_end_silence_ms), settings.max_end_silence_ms))
+
+
+def _vote(p: float, incomplete_below: float, complete_above: float) -> int:
+    """+1 finished, -1 unfinished, 0 unsure."""
+    return -1 if p < incomplete_below else (1 if p >= complete_above else 0)
+
+
+def _text_wait(rules: int, base: float, p_sentence_end: float | None) -> float:
+    """Rules + LLM: short only when both say finished, longest when the LLM says unfinished."""
+    if p_sentence_end is None:
+        return rules
+    wait: float
     if p_sentence_end < LM_INCOMPLETE_BELOW:
         wait = max(rules, base * 1.8)
     elif rules < base and p_sentence_end >= LM_COMPLETE_ABOVE:
@@ -82,7 +119,7 @@ def combined_end_silence_ms(
         wait = base  # the rules say finished, the LLM is unsure: the default wait
     else:
         wait = rules if p_sentence_end < LM_COMPLETE_ABOVE else (rules + base) / 2
-    return int(min(max(wait, settings.min_end_silence_ms), settings.max_end_silence_ms))
+    return wait
 
 
 class Endpointer:

@@ -14,6 +14,7 @@ import numpy as np
 from backend.config import Settings
 from backend.core.exceptions import ModelLoadError
 from backend.engines.protocols import (
+    EndOfTurnAudio,
     EngineSet,
     LanguageModel,
     SpeechEmotion,
@@ -96,6 +97,11 @@ def _tts_loader(settings: Settings) -> tuple[str, Callable[[], TextToSpeech]]:
         from backend.engines.openai_audio import OpenAITTS
 
         return f"{tts.api_model} at {tts.base_url}, voice {tts.voice}", lambda: OpenAITTS(tts)
+    if tts.engine == "kokoro":
+        from backend.engines.kokoro_tts import KokoroTTS
+
+        label = f"Kokoro-82M, voice {tts.kokoro_voice}"
+        return label, lambda: KokoroTTS(tts, settings.cache_dir, settings.threads.tts)
     from backend.engines.espeak_tts import EspeakTTS
 
     return f"espeak-ng, voice {tts.voice}", lambda: EspeakTTS(tts)
@@ -150,7 +156,7 @@ def load_engines(settings: Settings) -> EngineSet:
     tts_label, tts_loader = _tts_loader(settings)
     tts: TextToSpeech = _load(
         4,
-        _Step("TTS", "tts.voice"),
+        _Step("TTS", "tts.kokoro_model / tts.kokoro_voice" if settings.tts.engine == "kokoro" else "tts.voice"),
         tts_label,
         tts_loader,
         t,
@@ -159,7 +165,30 @@ def load_engines(settings: Settings) -> EngineSet:
     vad: VoiceActivity = _load(
         5, _Step("VAD", "vad.engine"), "Silero", lambda: SileroVAD(settings.vad, settings.threads.vad), t, "vad"
     )
-    return EngineSet(stt, vad, text_emotion, speech_emotion, llm, tts, load_seconds=t, crisis=crisis)
+    end_of_turn = _load_end_of_turn(settings, t)
+    return EngineSet(
+        stt, vad, text_emotion, speech_emotion, llm, tts, load_seconds=t, crisis=crisis, end_of_turn=end_of_turn
+    )
+
+
+def _load_end_of_turn(settings: Settings, timings: dict[str, float]) -> EndOfTurnAudio | None:
+    """Smart Turn, when enabled. Missing while enabled is a start-up error (ModelLoadError naming the fix), not a
+    silent fallback: the end-of-turn policy would quietly get worse with nothing in the logs anyone reads."""
+    vad = settings.vad
+    if not vad.smart_turn:
+        return None
+    from backend.config import resolve_model_ref
+    from backend.engines.smart_turn import INSTALL_HINT, SmartTurn
+
+    def loader() -> EndOfTurnAudio:
+        try:
+            path = resolve_model_ref(vad.smart_turn_model)
+        except ValueError as exc:  # the package is not installed
+            raise FileNotFoundError(f"{exc}: {INSTALL_HINT}") from exc
+        return SmartTurn(path, settings.threads.turn, vad.smart_turn_device)
+
+    step = _Step("end-of-turn model", "vad.smart_turn_model (or vad.smart_turn: false)")
+    return _load(5, step, "Smart Turn v3.2", loader, timings, "end_of_turn")
 
 
 def warm_up(engines: EngineSet) -> None:
@@ -176,6 +205,8 @@ def warm_up(engines: EngineSet) -> None:
     for _piece in engines.llm.stream([ChatMessage("user", "Hi")], 2, threading.Event()):
         pass
     engines.tts.synthesize("OK.")
+    if engines.end_of_turn is not None:
+        engines.end_of_turn.probability(silence)
 
 
 class ModelService:

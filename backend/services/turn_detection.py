@@ -43,10 +43,11 @@ class TurnDetection:
         on_speech: Callable[[float], None],
         on_error: Callable[[str, str], Awaitable[None]],
         stt_busy: Callable[[], bool],
+        acoustic_end: Callable[[FloatAudio], Awaitable[float | None]] | None = None,
     ) -> None:
         self.settings = settings
         self.endpointer = Endpointer(settings, vad.new_stream(), vad.frame_samples)
-        self.turns = TurnTaker(settings, self.endpointer, transcribe, sentence_end, on_partial)
+        self.turns = TurnTaker(settings, self.endpointer, transcribe, sentence_end, on_partial, acoustic_end)
         self.utterances: asyncio.Queue[PendingUtterance] = asyncio.Queue(maxsize=8)
         self._runner = runner
         self._to_16k = to_16k

@@ -3,9 +3,10 @@ long the pause must last before the turn ends, and hand the transcript on as the
 followed it (the turn then skips its own STT pass).
 
 Three signals decide the wait (``endpointing.combined_end_silence_ms``): the dangling-word and punctuation rules,
-the LLM's probability that the sentence is finished, and the speaking rate. Partial transcripts are budgeted: one
-per pause onset (always: it is reused as the final transcript) plus, for display, one per ``PARTIAL_INTERVAL_MS``
-of speech while the STT engine is idle and fast enough.
+the LLM's probability that the sentence is finished, and the speaking rate; when an acoustic end-of-turn model
+(Smart Turn) is loaded, its P(turn complete) for the pause's audio is one more vote, scored while Whisper
+transcribes. Partial transcripts are budgeted: one per pause onset (always: it is reused as the final transcript)
+plus, for display, one per ``PARTIAL_INTERVAL_MS`` of speech while the STT engine is idle and fast enough.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ class TurnTaker:
         transcribe: Callable[[FloatAudio], Awaitable[Transcription]],
         sentence_end: Callable[[str], Awaitable[float | None]],
         on_partial: Callable[[str], Awaitable[None]],
+        acoustic_end: Callable[[FloatAudio], Awaitable[float | None]] | None = None,
     ) -> None:
         self.settings = settings
+        self._acoustic_end = acoustic_end  # Smart Turn's P(turn complete), scored at each pause onset
         self.endpointer = endpointer
         self._transcribe = transcribe
         self._sentence_end = sentence_end
@@ -79,26 +82,37 @@ class TurnTaker:
         if not (pause_started or periodic):
             return
         self._last_partial_ms = ep.speech_ms
-        task = asyncio.create_task(self._partial(ep.utterance_audio))
+        task = asyncio.create_task(self._partial(ep.utterance_audio, acoustic=pause_started))
         self._current = PauseTranscript(ep.last_speech_end, task)
 
-    async def _partial(self, audio: FloatAudio) -> Transcription | None:
+    async def _partial(self, audio: FloatAudio, *, acoustic: bool = False) -> Transcription | None:
         loop = asyncio.get_running_loop()
         start = loop.time()
+        # At a pause onset the acoustic model scores the audio (turn runner) while Whisper transcribes it.
+        scoring: asyncio.Future[float | None] | None = None
+        if acoustic and self._acoustic_end is not None:
+            scoring = asyncio.ensure_future(self._acoustic_end(audio))
         try:
-            result = await self._transcribe(audio)
-        except ClarityError:
-            return None
-        # A partial must finish inside the shortest end-of-turn silence, or it could delay the final transcript.
-        self._budget_ok = 1000 * (loop.time() - start) < 0.8 * self.settings.min_end_silence_ms
-        text = result.text.strip()
-        if text and self.endpointer.triggered:
-            await self._on_partial(text)
-            p_end = await self._sentence_end(text)
-            if self.endpointer.triggered:
-                words_per_s = len(text.split()) / max(self.endpointer.speech_ms / 1000, 0.5)
-                self.endpointer.end_silence_ms = combined_end_silence_ms(self.settings, text, words_per_s, p_end)
-        return result
+            try:
+                result = await self._transcribe(audio)
+            except ClarityError:
+                return None
+            # A partial must finish inside the shortest end-of-turn silence, or it could delay the final transcript.
+            self._budget_ok = 1000 * (loop.time() - start) < 0.8 * self.settings.min_end_silence_ms
+            text = result.text.strip()
+            if text and self.endpointer.triggered:
+                await self._on_partial(text)
+                p_end = await self._sentence_end(text)
+                p_acoustic = await scoring if scoring is not None else None
+                if self.endpointer.triggered:
+                    words_per_s = len(text.split()) / max(self.endpointer.speech_ms / 1000, 0.5)
+                    self.endpointer.end_silence_ms = combined_end_silence_ms(
+                        self.settings, text, words_per_s, p_end, p_acoustic
+                    )
+            return result
+        finally:
+            if scoring is not None and not scoring.done():
+                scoring.cancel()
 
     def take(self, utterance: Utterance) -> PauseTranscript | None:
         """The pause transcript that covers all of ``utterance``'s speech, if one was made; resets for the next."""

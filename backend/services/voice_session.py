@@ -19,6 +19,7 @@ from fastapi import WebSocket
 
 from backend.core.exceptions import ClarityError
 from backend.models import messages as m
+from backend.services.acoustic_turn import acoustic_end_scorer
 from backend.services.container import Services
 from backend.services.reply_pipeline import ReplyPipeline
 from backend.services.turn_detection import TurnDetection
@@ -46,6 +47,7 @@ class VoiceSession:
             on_speech=self._on_speech,
             on_error=self.error,
             stt_busy=lambda: models.stt_runner.pending > 0,
+            acoustic_end=acoustic_end_scorer(models),
         )
         self.reply = ReplyPipeline(services, self.transport, lambda: self.session_id)
         self._stop: asyncio.Future[ClientGone] | None = None

@@ -6,8 +6,10 @@ rate limit hold across them; ``uvicorn --workers 2`` after the prestart step ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -77,9 +79,10 @@ def _env(database_url: str, redis_prefix_db: str, **extra: str) -> dict[str, str
 def servers(cmds: list[list[str]], env: dict[str, str], ports: list[int]) -> Iterator[list[str]]:
     """Start every command at once (the migration race), wait until each port answers /api/health."""
     with ExitStack() as stack:
-        procs = [subprocess.Popen(cmd, cwd=REPO, env=env) for cmd in cmds]
+        # Each in its own process group: uvicorn --workers forks workers that a kill of the parent alone orphans.
+        procs = [subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True) for cmd in cmds]
         for proc in procs:
-            stack.callback(lambda p=proc: (p.kill(), p.wait(10)))
+            stack.callback(_kill_group, proc)
         bases = [f"http://127.0.0.1:{port}" for port in ports]
         deadline = time.monotonic() + 90
         for base in bases:
@@ -94,6 +97,12 @@ def servers(cmds: list[list[str]], env: dict[str, str], ports: list[int]) -> Ite
                 assert time.monotonic() < deadline, "the servers did not start"
                 time.sleep(0.1)
         yield bases
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
 
 
 def _fake_app(port: int) -> list[str]:
