@@ -131,6 +131,10 @@ class KokoroTTS:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        # Every input length sizes the arena anew: kept, it grew the server by ~0.9 GB over 16 turns. Shrunk after
+        # each call, RSS stays ~280 MB for the engine, at a cost within the noise (disabling the arena: +12% CPU).
+        self._run_options = ort.RunOptions()
+        self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         inputs = {i.name for i in self._session.get_inputs()}
         if inputs != {"tokens", "style", "speed"}:
             raise ValueError(f"{path} is not the Kokoro v1.0 ONNX export (inputs {sorted(inputs)})")
@@ -155,7 +159,7 @@ class KokoroTTS:
             "style": style_row(table, len(tokens)),
             "speed": np.asarray([speed], dtype=np.float32),
         }
-        audio = self._session.run(None, feeds)[0]
+        audio = self._session.run(None, feeds, self._run_options)[0]
         return np.asarray(audio, dtype=np.float32).ravel()
 
     def synthesize(

@@ -147,9 +147,11 @@ class MentorService:
         turn.llm_start = time.monotonic()
         if turn.crisis_category is not None:
             turn.first_token_at = turn.done_at = time.monotonic()
-            reply = self.wording.reply(turn.crisis_category)
-            turn.sentences_out.append(reply)
-            yield reply
+            # Sentence by sentence like any reply, so speech starts after the first one (TTS time grows with length).
+            done, rest = split_sentences(self.wording.reply(turn.crisis_category) + " ")
+            for sentence in [*done, *([rest.strip()] if rest.strip() else [])]:
+                turn.sentences_out.append(sentence)
+                yield sentence
             return
         buffer = ""
         async for piece in self.llm.stream(turn.messages):

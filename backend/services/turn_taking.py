@@ -103,7 +103,8 @@ class TurnTaker:
             if text and self.endpointer.triggered:
                 await self._on_partial(text)
                 p_end = await self._sentence_end(text)
-                p_acoustic = await scoring if scoring is not None else None
+                # Awaited only while the wait can still change: an ended turn's transcript must not wait for it.
+                p_acoustic = await scoring if scoring is not None and self.endpointer.triggered else None
                 if self.endpointer.triggered:
                     words_per_s = len(text.split()) / max(self.endpointer.speech_ms / 1000, 0.5)
                     self.endpointer.end_silence_ms = combined_end_silence_ms(

@@ -152,7 +152,7 @@ class FakeSession:
     def get_inputs(self) -> list[FakeInput]:
         return [FakeInput("tokens"), FakeInput("style"), FakeInput("speed")]
 
-    def run(self, outputs: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, outputs: Any, feeds: dict[str, np.ndarray], run_options: Any = None) -> list[np.ndarray]:
         FakeSession.calls.append(feeds)
         rate = kokoro_tts.SAMPLE_RATE
         n = int(feeds["tokens"].shape[1] * 0.06 * rate / float(feeds["speed"][0]))

@@ -186,6 +186,33 @@ async def test_pause_onset_is_scored_once_and_reaches_the_policy() -> None:
     assert len(acoustic.calls) == 1
 
 
+async def test_an_ended_turn_does_not_wait_for_a_slow_score() -> None:
+    never = asyncio.Event()
+    started: list[int] = []
+
+    async def stuck(audio: FloatAudio) -> float | None:
+        started.append(audio.size)
+        await never.wait()
+        return 0.9
+
+    taker = make_taker(None)
+    taker._acoustic_end = stuck
+
+    async def score_then_end(_text: str) -> float | None:
+        taker.endpointer.flush()  # the silence timer ended the turn while the LLM scored the transcript
+        return 0.6
+
+    taker._sentence_end = score_then_end
+    await feed(taker, tone(0.5))
+    for start in range(0, 2560, 512):
+        taker.endpointer.feed(silence(0.16)[start : start + 512])
+        taker.on_audio(stt_busy=False)
+    assert taker._current is not None
+    result = await asyncio.wait_for(taker._current.task, 2.0)
+    assert result is not None and result.text == "I got the job."
+    assert started  # it was started at the pause onset, and cancelled once the turn ended
+
+
 async def test_periodic_partials_during_speech_are_not_scored() -> None:
     acoustic = Recorder(0.9)
     taker = make_taker(acoustic)
