@@ -64,7 +64,8 @@ LM_COMPLETE_ABOVE = 0.3
 
 
 # Smart Turn's acoustic P(turn complete) for the pause's audio (engines/smart_turn.py). Trained on human speech; on
-# synthetic voices it misfires, so it only confirms an early end or adds a second "unfinished" vote, never decides.
+# synthetic voices it misfires, so it only confirms an early end or adds a second "unfinished" vote: it can lengthen
+# the text signals' wait, never shorten it (on the espeak bench a shorter wait when all three agreed cost a cut-off).
 ACOUSTIC_INCOMPLETE_BELOW = 0.2
 ACOUSTIC_COMPLETE_ABOVE = 0.5
 
@@ -78,9 +79,9 @@ def combined_end_silence_ms(
 ) -> int:
     """The wait after a pause, from the rules (dangling word, Whisper's punctuation, speaking rate), the LLM's
     P(sentence finished) and, when given, the acoustic P(turn complete). End early only when every signal present
-    agrees the turn is finished (all three: the shortest wait); wait the longest when the LLM, or any two signals,
-    see it unfinished; in between otherwise. Always within ``min/max_end_silence_ms``. Without an LLM or acoustic
-    score this is :func:`adaptive_end_silence_ms`."""
+    agrees the turn is finished; wait the longest when the LLM, or any two signals, see it unfinished; in between
+    otherwise. Always within ``min/max_end_silence_ms``. Without an LLM or acoustic score this is
+    :func:`adaptive_end_silence_ms`."""
     rules = adaptive_end_silence_ms(settings, partial_text, words_per_second)
     if not settings.adaptive or (p_sentence_end is None and p_acoustic is None):
         return rules
@@ -94,8 +95,6 @@ def combined_end_silence_ms(
         )
         if votes.count(-1) >= 2:
             wait = max(wait, base * 1.8)
-        elif votes == (1, 1, 1):
-            wait = settings.min_end_silence_ms
         elif wait < base and votes[2] < 1:
             wait = base  # the text says finished, the voice does not confirm it: the default wait
     return int(min(max(wait, settings.min_end_silence_ms), settings.max_end_silence_ms))
