@@ -85,7 +85,7 @@ class ReplyPipeline:
         self.services.telemetry.observe_turn(metrics.model_dump(), interrupted=outcome == "interrupted")
         await t.emit(metrics)
         await t.emit(m.TurnEnd(turn_id=turn_id, interrupted=outcome == "interrupted", outcome=outcome))
-        t.forget_turn(turn_id)
+        await t.forget_turn(turn_id)
 
     async def _speak(self, turn: Turn, reply: ActiveReply) -> None:
         """Write (LLM → guarded sentences → text events) and speak (sentences → TTS → frames) side by side."""

@@ -160,4 +160,4 @@ class VoiceSession:
     async def _failed(self, turn_id: str, code: str, message: str) -> None:
         await self.error(code, message, turn_id)
         await self.transport.emit(m.TurnEnd(turn_id=turn_id, outcome="failed"))
-        self.transport.forget_turn(turn_id)
+        await self.transport.forget_turn(turn_id)

@@ -26,6 +26,7 @@ from backend.models import messages as m
 
 OUTBOX_SIZE = 256
 AUDIO_LEAD_MS = 400.0  # reply audio sent ahead of real time: rides out network jitter, little to drop on barge-in
+_FORGET = "\0forget"  # outbox marker: the turn's state can go (see forget_turn)
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
@@ -120,7 +121,12 @@ class Transport:
         """Drop everything of this turn still queued (and anything it queues later)."""
         self.cancelled_turns.add(turn_id)
 
-    def forget_turn(self, turn_id: str) -> None:
+    async def forget_turn(self, turn_id: str) -> None:
+        """The turn is over: its state goes once the sender has passed everything queued for it (a cancelled
+        turn's frames still in the queue must be dropped, not sent, so the cancel outlives the turn until then)."""
+        await self.outbox.put((turn_id, _FORGET, 0.0))
+
+    def _forget(self, turn_id: str) -> None:
         self.cancelled_turns.discard(turn_id)
         self._pace.pop(turn_id, None)
         self.first_frame_wall.pop(turn_id, None)
@@ -136,6 +142,10 @@ class Transport:
             if isinstance(payload, asyncio.Future):
                 if not payload.done():
                     payload.set_result(None)
+                continue
+            if payload is _FORGET:
+                if turn_id is not None:
+                    self._forget(turn_id)
                 continue
             if turn_id is not None and turn_id in self.cancelled_turns:
                 continue

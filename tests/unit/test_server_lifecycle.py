@@ -390,3 +390,28 @@ async def test_soak_twenty_sessions_ten_turns_each_loses_nothing(tmp_path: Path)
     assert threads_after <= threads_before + pools  # worker pools are bounded (they may still be filling up)
     assert rss_after - rss_before < 60, f"RSS grew {rss_after - rss_before:.0f} MB over 200 turns"
     assert np.isfinite(rss_after)
+
+
+async def test_an_interrupt_after_the_reply_is_fully_queued_cuts_it_at_once(tmp_path: Path) -> None:
+    """A fast model writes and synthesises the whole reply long before it has played (audio is paced at real
+    time): the cut must drop what is still queued, not let it play out (a regression the benchmark caught)."""
+    with serve_fakes(tmp_path, fake_engines(llm=FakeLLM(LONG_REPLY))) as (base, _app):
+        async with connect(ws_url(base)) as ws:
+            await recv_json(ws)
+            await say_something(ws)
+            await first_audio(ws)
+            await asyncio.sleep(0.5)  # by now every sentence is synthesised and queued
+            await ws.send(json.dumps({"type": "interrupt"}))
+            after: list[str] = []
+            while True:
+                message = await asyncio.wait_for(ws.recv(), 20)
+                if isinstance(message, bytes):
+                    after.append("<audio>")
+                    continue
+                kind = json.loads(message)["type"]
+                after.append(kind)
+                if kind == "turn_end":
+                    break
+    cut = after.index("interrupted")
+    # Nothing of the cut reply follows the interrupt: not its remaining text, audio, or end-of-audio marker.
+    assert "<audio>" not in after[cut:] and "audio_end" not in after and "response_delta" not in after[cut:]
