@@ -135,7 +135,7 @@ def test_dockerfile_runs_what_the_project_has() -> None:
     assert re.search(r"^USER\s+(?!root)\S+", text, flags=re.MULTILINE)
     assert "/api/health" in text.split("HEALTHCHECK", 1)[1]
     cmd = text.split("\nCMD ", 1)[1]
-    assert "python -m backend.db.migrate" in cmd and "backend.main:create_app --factory" in cmd
+    assert "python -m backend.db.migrate" in cmd and "backend.main:app" in cmd
     assert f"--port {ServerSettings().port}" in cmd and "${WORKERS:-1}" in cmd
     assert (REPO_ROOT / "backend" / "db" / "migrate.py").exists()
     for copied in re.findall(r"^COPY (?!--from)(\S+) ", text, flags=re.MULTILINE):
