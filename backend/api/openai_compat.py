@@ -22,9 +22,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.types import Send
 
 from backend.api.deps import CallerDep, ServicesDep
+from backend.api.uploads import decode_upload
 from backend.core.audio_encode import MEDIA_TYPES, can_encode, encode_compressed
-from backend.core.audio_utils import decode_audio_file, encode_wav
-from backend.core.exceptions import BadRequest, ClarityError, NotFound, PayloadTooLarge, SessionNotFound
+from backend.core.audio_utils import encode_wav
+from backend.core.exceptions import BadRequest, ClarityError, NotFound, SessionNotFound
 from backend.models.messages import OUTPUT_RATES
 from backend.models.openai_api import (
     CHAT_MODEL,
@@ -145,13 +146,7 @@ async def transcriptions(
             f"this server transcribes {configured!r} only (stt.language); got language={language!r}",
             code="unsupported_language",
         )
-    server = services.settings.server
-    limit = int(server.max_upload_mb * 1024 * 1024)
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"upload is over the {server.max_upload_mb:g} MB limit")
-    decode = partial(decode_audio_file, max_seconds=server.max_audio_seconds)
-    audio, duration = await services.models.stt_runner.run(decode, data)
+    audio, duration = await decode_upload(services, file)
     result = await services.stt.transcribe(audio)
     text, duration = result.text.strip(), round(duration, 3)
     if response_format == "json":

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import partial
 
 from fastapi import APIRouter, Depends, File, Response, UploadFile
 
 from backend.api.deps import CallerDep, ServicesDep, authorize
-from backend.core.audio_utils import decode_audio_file, encode_wav
-from backend.core.exceptions import BadRequest, PayloadTooLarge
+from backend.api.uploads import decode_upload
+from backend.core.audio_utils import encode_wav
+from backend.core.exceptions import BadRequest
 from backend.models.api import (
     EmotionBrief,
     EmotionRequest,
@@ -131,13 +131,7 @@ async def transcribe(
     _caller: CallerDep,
     file: UploadFile = File(...),  # noqa: B008
 ) -> TranscribeResponse:
-    server = services.settings.server
-    limit = int(server.max_upload_mb * 1024 * 1024)
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"upload is over the {server.max_upload_mb:g} MB limit")
-    decode = partial(decode_audio_file, max_seconds=server.max_audio_seconds)
-    audio, duration = await services.models.stt_runner.run(decode, data)
+    audio, duration = await decode_upload(services, file)
     result = await services.stt.transcribe(audio)
     return TranscribeResponse(text=result.text, language=result.language, duration_s=round(duration, 3))
 
