@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -43,3 +46,25 @@ def serve_fakes(tmp_path: Path, engines: EngineSet, **settings: Any) -> Iterator
     app = create_app(make_settings(tmp_path, **settings), engine_loader=lambda _s: engines)
     with serve(app) as url:
         yield url, app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_healthy(base: str, procs: list[subprocess.Popen[Any]], timeout_s: float = 60.0) -> None:
+    """Poll ``base``/api/health until it answers 200; fails if a server process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        dead = [p.args for p in procs if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            raise RuntimeError(f"the server at {base} did not start (exited: {dead})")
+        time.sleep(0.1)

@@ -25,6 +25,7 @@ from websockets.asyncio.client import connect
 
 from tests.conftest import POSTGRES_URL, REDIS_URL, require_server
 from tests.fakes import pcm_bytes, tone
+from tests.live_server import free_port, wait_healthy
 
 pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parents[2]
@@ -54,15 +55,6 @@ def fresh_database() -> Iterator[str]:
         asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _env(database_url: str, redis_prefix_db: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -84,18 +76,8 @@ def servers(cmds: list[list[str]], env: dict[str, str], ports: list[int]) -> Ite
         for proc in procs:
             stack.callback(_kill_group, proc)
         bases = [f"http://127.0.0.1:{port}" for port in ports]
-        deadline = time.monotonic() + 90
         for base in bases:
-            while True:
-                try:
-                    if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                dead = [p.args for p in procs if p.poll() is not None]
-                assert not dead, f"a server process died at start-up: {dead}"
-                assert time.monotonic() < deadline, "the servers did not start"
-                time.sleep(0.1)
+            wait_healthy(base, procs, timeout_s=90)
         yield bases
 
 
@@ -124,7 +106,7 @@ async def _voice_turn(url: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 async def test_two_processes_one_database_share_conversations_and_limits(fresh_database: str) -> None:
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     # Both run the migrations in their lifespan, started together on an empty database: the advisory lock
     # makes the second wait instead of dying on a duplicate table.
     env = _env(
@@ -162,7 +144,7 @@ async def test_two_processes_one_database_share_conversations_and_limits(fresh_d
 
 
 def test_prestart_migration_then_two_uvicorn_workers_serve_one_history(fresh_database: str) -> None:
-    port = _free_port()
+    port = free_port()
     env = _env(fresh_database, REDIS_URL, CLARITY_DB__MIGRATE_ON_START="false")
     prestart = subprocess.run(
         [sys.executable, "-m", "backend.db.migrate"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60

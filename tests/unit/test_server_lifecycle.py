@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from backend.services.voice_transport import OUTBOX_SIZE
 from tests.fake_server import LONG_REPLY
 from tests.fakes import FakeLLM, FakeSTT, fake_engines, pcm_bytes, silence, tone
-from tests.live_server import serve_fakes
+from tests.live_server import free_port, serve_fakes, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSCRIPT = FakeSTT().texts[0]
@@ -255,35 +255,19 @@ async def test_keys_own_their_sessions_and_a_wrong_key_costs_no_model_call(tmp_p
 # ---- the server process: kill -9 and SIGTERM -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def server_process(
     db: str, token_delay: float = 0.0, log: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "tests.fake_server", "--port", str(port), "--db", db]
     out = open(log, "wb") if log is not None else None
     proc = subprocess.Popen(
         [*cmd, "--token-delay", str(token_delay)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT if out else None
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server process did not start")
-            time.sleep(0.1)
+        wait_healthy(base, [proc])
         yield base, proc
     finally:
         if proc.poll() is None:
