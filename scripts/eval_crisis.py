@@ -3,10 +3,10 @@
     python -m scripts.eval_crisis --data PATH/crisis_test.jsonl [--conversations PATH/crisis_conversations.jsonl]
 
 Single messages: {"text", "label"} with label a crisis category or "none". Conversations: {"turns": [...],
-"crisis_at": index or null, "label"}. Reports recall per category and overall, the false-alarm rate, whether the
-category (and so the resources) fit, for the rules alone, the classifier alone and the served decision (rules OR
-classifier); for conversations, whether the first flagged turn is the expected one. Writes a JSON next to the
-benchmark results.
+"crisis_at" (or "crisis_from_turn"): index or null, "label"}. Reports recall per category and overall, the
+false-alarm rate, whether the category (and so the resources) fit, for the rules alone, the classifier alone and
+the served decision (rules OR classifier); for conversations, whether the first flagged turn is the expected one.
+Writes a JSON next to the benchmark results.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def main() -> None:
                 if decide(detector, classifier, turn, conv["turns"][:i]).category is not None:
                     flagged = i
                     break
-            expected = conv["crisis_at"]
+            expected = conv.get("crisis_at", conv.get("crisis_from_turn"))
             ok = flagged is None if expected is None else flagged is not None and flagged <= expected
             right += ok
             if args.show_misses and not ok:

@@ -18,6 +18,7 @@ from backend.models import messages as m
 from backend.services.container import Services
 from backend.services.mentor_service import Turn
 from backend.services.reply_stream import ActiveReply, SpokenSegment, first_error, ms_between
+from backend.services.runner import NORMAL, URGENT
 from backend.services.turn_taking import PendingUtterance
 from backend.services.voice_transport import Transport
 
@@ -110,7 +111,9 @@ class ReplyPipeline:
             started = False
             while (sentence := await sentences.get()) is not None:
                 t0 = time.monotonic()
-                pcm = await self.services.tts.synthesize(sentence, rate, mood)
+                # Later sentences have the audio of the earlier ones to play first: others' first sentences go ahead.
+                priority = NORMAL if reply.segments else URGENT
+                pcm = await self.services.tts.synthesize(sentence, rate, mood, priority=priority)
                 if reply.tts_first_audio_ms is None:
                     reply.tts_first_audio_ms = round(1000 * (time.monotonic() - t0), 1)
                 if pcm.size == 0:
@@ -126,6 +129,7 @@ class ReplyPipeline:
             if started:
                 await t.emit(m.AudioEnd(turn_id=turn_id, duration_ms=round(reply.audio_ms_queued, 1)), turn_id)
             await t.all_sent(turn_id)  # the reply stays interruptible while its audio plays
+
         await t.emit(m.Status(message="Speaking...", turn_id=turn_id), turn_id)
         async with asyncio.TaskGroup() as group:
             group.create_task(write())

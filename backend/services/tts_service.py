@@ -8,6 +8,7 @@ import numpy as np
 
 from backend.core.audio_utils import PCM16, float_to_pcm16, resample
 from backend.services.model_service import ModelService
+from backend.services.runner import URGENT
 
 
 @runtime_checkable
@@ -54,8 +55,12 @@ class TTSService:
         *,
         voice: str | None = None,
         speed: float = 1.0,
+        priority: int = URGENT,
     ) -> PCM16:
         """``emotion``: the user's primary emotion, which the voice may follow (slower and softer for sadness).
-        ``voice`` and ``speed`` apply where the engine can change them (:class:`VoiceChoice`), else are ignored."""
+        ``voice`` and ``speed`` apply where the engine can change them (:class:`VoiceChoice`), else are ignored.
+        ``priority``: a reply's later sentences go NORMAL, so another session's first sentence is spoken first."""
         rate = rate or self.native_rate
-        return await self._models.tts_runner.run(self._synthesize, text, rate, emotion, voice, speed)
+        return await self._models.tts_runner.run_at(
+            priority, lambda: self._synthesize(text, rate, emotion, voice, speed)
+        )

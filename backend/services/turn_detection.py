@@ -37,7 +37,7 @@ class TurnDetection:
         runner: BoundedRunner,
         *,
         to_16k: Callable[[bytes], FloatAudio],
-        transcribe: Callable[[FloatAudio], Awaitable[Transcription]],
+        transcribe: Callable[[FloatAudio, int], Awaitable[Transcription]],
         sentence_end: Callable[[str], Awaitable[float | None]],
         on_partial: Callable[[str], Awaitable[None]],
         on_speech: Callable[[float], None],

@@ -20,6 +20,7 @@ from backend.core.audio_utils import FloatAudio
 from backend.core.exceptions import ClarityError
 from backend.engines.protocols import Transcription
 from backend.services.endpointing import Endpointer, Utterance, combined_end_silence_ms
+from backend.services.runner import BACKGROUND, NORMAL
 
 PARTIAL_INTERVAL_MS = 700.0
 PAUSE_PARTIAL_MS = 96.0  # three VAD frames of silence
@@ -51,7 +52,7 @@ class TurnTaker:
         self,
         settings: VADSettings,
         endpointer: Endpointer,
-        transcribe: Callable[[FloatAudio], Awaitable[Transcription]],
+        transcribe: Callable[[FloatAudio, int], Awaitable[Transcription]],
         sentence_end: Callable[[str], Awaitable[float | None]],
         on_partial: Callable[[str], Awaitable[None]],
         acoustic_end: Callable[[FloatAudio], Awaitable[float | None]] | None = None,
@@ -82,19 +83,20 @@ class TurnTaker:
         if not (pause_started or periodic):
             return
         self._last_partial_ms = ep.speech_ms
-        task = asyncio.create_task(self._partial(ep.utterance_audio, acoustic=pause_started))
+        task = asyncio.create_task(self._partial(ep.utterance_audio, pause=pause_started))
         self._current = PauseTranscript(ep.last_speech_end, task)
 
-    async def _partial(self, audio: FloatAudio, *, acoustic: bool = False) -> Transcription | None:
+    async def _partial(self, audio: FloatAudio, *, pause: bool = False) -> Transcription | None:
         loop = asyncio.get_running_loop()
         start = loop.time()
         # At a pause onset the acoustic model scores the audio (turn runner) while Whisper transcribes it.
         scoring: asyncio.Future[float | None] | None = None
-        if acoustic and self._acoustic_end is not None:
+        if pause and self._acoustic_end is not None:
             scoring = asyncio.ensure_future(self._acoustic_end(audio))
         try:
             try:
-                result = await self._transcribe(audio)
+                # Under load a pause's transcript queues behind others' final ones; a display partial behind both.
+                result = await self._transcribe(audio, NORMAL if pause else BACKGROUND)
             except ClarityError:
                 return None
             # A partial must finish inside the shortest end-of-turn silence, or it could delay the final transcript.
